@@ -158,39 +158,39 @@ def heightmap_from_points(points: np.ndarray, colors: np.ndarray, workspace: Wor
     """
     valid = _in_bounds(points, workspace.bounds)
     pts = points[valid]
-    return _scatter_highest(pts[:, 0], pts[:, 1], pts[:, 2], colors[valid].reshape(-1, 3), workspace)
+    return _scatter_highest(pts[:, 0], pts[:, 1], pts[:, 2], _pack_rgb(colors[valid].reshape(-1, 3)), workspace)
 
 
-def _scatter_highest(x, y, z, colors, workspace: Workspace, color_index=None):
+def _scatter_highest(x, y, z, packed_colors, workspace: Workspace, color_index=None):
     """Heightmap and colormap of in-bounds points (N,) x, y, z float32.
 
     Args:
-        colors: (M, 3) uint8; point i has colour ``colors[color_index[i]]`` (or ``colors[i]``
-            when ``color_index`` is None). Only the colours that matter are gathered.
+        packed_colors: (M,) uint32 colours from :func:`_pack_rgb`; point i has colour
+            ``packed_colors[color_index[i]]`` (or ``packed_colors[i]`` when ``color_index`` is None).
 
     The points must be in the reference's order (row-major over the image), because where
     equally high points of different colours share a cell the reference's sort decides.
     """
     rows, cols = workspace.shape
     height = np.zeros(rows * cols, dtype=np.float32)
-    color = np.zeros((rows * cols, colors.shape[-1]), dtype=np.uint8)
+    color = np.zeros(rows * cols, dtype=np.uint32)
     if len(z):
-        color_of = (lambda i: colors[i]) if color_index is None else (lambda i: colors[color_index[i]])
+        colors = packed_colors if color_index is None else packed_colors[color_index]
         cell = _cells(x, y, workspace)
-        winners = _unambiguous_winners(z, cell, color_of, rows * cols)
+        winners = _unambiguous_winners(z, cell, colors, rows * cols)
         if winners is None:  # equal heights with different colours: the reference's sort decides
             winners = np.argsort(z)
         height[cell[winners]] = z[winners] - workspace.bounds[2, 0]
-        color[cell[winners]] = color_of(winners)
-    return height.reshape(rows, cols), color.reshape(rows, cols, -1)
+        color[cell[winners]] = colors[winners]
+    return height.reshape(rows, cols), _unpack_rgb(color).reshape(rows, cols, 3)
 
 
-def _unambiguous_winners(z: np.ndarray, cell: np.ndarray, color_of, n_cells: int):
+def _unambiguous_winners(z: np.ndarray, cell: np.ndarray, colors: np.ndarray, n_cells: int):
     """Indices of each cell's highest point, or None if a tie between colours makes it ambiguous.
 
     Where several points share a cell's maximum height with identical colours, any of them gives
-    the reference's result; where their colours differ, only the reference's sort order can say
-    which one wins, and the caller must use it. ``color_of(indices)`` gives (n, 3) colours.
+    the reference's result; where their colours (packed, (N,) uint32) differ, only the
+    reference's sort order can say which one wins, and the caller must use it.
     """
     top = np.full(n_cells, -np.inf, dtype=np.float32)
     np.maximum.at(top, cell, z)
@@ -198,20 +198,23 @@ def _unambiguous_winners(z: np.ndarray, cell: np.ndarray, color_of, n_cells: int
     counts = np.bincount(cell[at_top], minlength=n_cells)
     tied = at_top[counts[cell[at_top]] > 1]
     if len(tied):
-        packed = _pack_rgb(color_of(tied))  # one integer per colour: cheap 1-D comparisons
-        first = np.zeros(n_cells, dtype=packed.dtype)
-        first[cell[tied]] = packed
-        if np.any(first[cell[tied]] != packed):
+        first = np.zeros(n_cells, dtype=colors.dtype)
+        first[cell[tied]] = colors[tied]
+        if np.any(first[cell[tied]] != colors[tied]):
             return None
     return at_top
 
 
 def _pack_rgb(colors: np.ndarray) -> np.ndarray:
-    """(N, C) uint8 -> (N,) int64 with the channels in separate bytes."""
-    packed = np.zeros(len(colors), dtype=np.int64)
-    for c in range(colors.shape[-1]):
-        packed |= colors[:, c].astype(np.int64) << (8 * c)
-    return packed
+    """(N, 3) uint8 -> (N,) uint32, one byte per channel, so colours compare and move as one."""
+    padded = np.zeros((len(colors), 4), dtype=np.uint8)
+    padded[:, :3] = colors
+    return padded.view(np.uint32).reshape(-1)
+
+
+def _unpack_rgb(packed: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_pack_rgb`: (N,) uint32 -> (N, 3) uint8 (a contiguous copy)."""
+    return np.ascontiguousarray(packed.view(np.uint8).reshape(-1, 4)[:, :3])
 
 
 def fuse_heightmaps(heights: Sequence[np.ndarray], colors: Sequence[np.ndarray]):
@@ -256,7 +259,7 @@ def project_frame(color, depth, K, T_base_camera, workspace: Workspace = GENSIM_
     K = validate_K(K)
     T = validate_rigid_matrix(T_base_camera, "T_base_camera")
     index, x, y, z = _points_in_workspace(depth, K, T, workspace)
-    height, cmap = _scatter_highest(x, y, z, color.reshape(-1, 3), workspace, index)
+    height, cmap = _scatter_highest(x, y, z, _pack_rgb(color.reshape(-1, 3)), workspace, index)
     return height, cmap, len(index)
 
 
