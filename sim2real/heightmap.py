@@ -263,7 +263,7 @@ def project_frame(color, depth, K, T_base_camera, workspace: Workspace = GENSIM_
     return height, cmap, len(index)
 
 
-ROWS_PER_BLOCK = 24
+ROWS_PER_BLOCK = 60
 """Image rows per work item: small enough that a block's float64 temporaries stay in cache."""
 
 _POOL: Optional[ThreadPoolExecutor] = None
@@ -304,6 +304,10 @@ def _block_points(depth, K, T, b, r0: int, r1: int):
     xc = (u[None, :] * (d / K[0, 0])).astype(np.float32).reshape(-1)
     yc = (v[:, None] * (d / K[1, 1])).astype(np.float32).reshape(-1)
     zc = d.astype(np.float32).reshape(-1)
+    # The reference multiplies T by float32 homogeneous points, so the sums run in this dtype;
+    # widening once here (exact) saves a mixed-type cast in each of the nine products.
+    wide = np.result_type(T.dtype, np.float32)
+    xc, yc, zc = xc.astype(wide), yc.astype(wide), zc.astype(wide)
     z = _transform_row(T[2], xc, yc, zc)
     keep = np.flatnonzero(_axis_in_bounds(z, b[2]))
     xc, yc, zc, z = xc[keep], yc[keep], zc[keep], z[keep]
