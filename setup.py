@@ -37,6 +37,14 @@ setup(
     entry_points={
         "console_scripts": [
             "sim2real = sim2real.cli:main",
+            "camera_node = sim2real.ros.nodes.camera:main",
+            "heightmap_node = sim2real.ros.nodes.heightmap:main",
+            "policy_node = sim2real.ros.nodes.policy:main",
+            "executor_node = sim2real.ros.nodes.executor:main",
+            "trials_node = sim2real.ros.nodes.trials:main",
+            "pipeline_node = sim2real.ros.nodes.pipeline:main",
+            "calibration_tf_node = sim2real.ros.nodes.calibration_tf:main",
+            "calibrate_node = sim2real.ros.nodes.calibrate:main",
         ],
     },
 )

@@ -15,6 +15,12 @@ from sim2real.errors import Sim2RealError
 
 SUBCOMMANDS = [
     "heightmap",
+    "report",
+    "replay",
+    "capture",
+    "calibrate",
+    "run",
+    "act",
 ]
 """Subcommand modules, in the order ``sim2real --help`` lists them."""
 

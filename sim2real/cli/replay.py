@@ -1,0 +1,49 @@
+"""``sim2real replay``: re-run another checkpoint on a campaign's recorded observations."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from sim2real.errors import CheckpointError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("replay", help="would another checkpoint have done the same? (offline, recorded steps)",
+                       description="Run another checkpoint on every recorded heightmap observation and goal of a "
+                                   "campaign directory and compare its picks and places with the executed ones: "
+                                   "pixel distance, same-object rate (twin), agreement per task.")
+    p.add_argument("dir", metavar="DIR", help="campaign directory (trials.jsonl + per-trial artefacts)")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="the other policy checkpoint")
+    p.add_argument("--out", metavar="OUT", help="output directory (default: DIR/replay_<checkpoint name>)")
+    p.add_argument("--device", default="cpu", help="torch device for the policy (default: cpu)")
+    p.add_argument("--radius-px", type=float, default=None, metavar="PX",
+                   help="agreement radius in heightmap pixels (default: 10 = 3.1 cm)")
+    p.add_argument("--limit", type=int, metavar="N", help="replay only the first N trials")
+    p.set_defaults(func=run)
+
+
+def load_policy(checkpoint: str, device: str):
+    """The issue-3 policy, imported lazily (torch is only needed for replay)."""
+    if not Path(checkpoint).is_file():
+        raise CheckpointError(f"{checkpoint}: checkpoint file not found")
+    try:
+        from sim2real.policy import Policy
+    except ImportError as e:
+        raise CheckpointError(f"cannot load policies in this install ({e}); install sim2real with its torch "
+                              "dependencies") from None
+    return Policy.from_checkpoint(checkpoint, device=device)
+
+
+def run(args) -> int:
+    from sim2real.trials.replay import DEFAULT_RADIUS_PX, replay_campaign, write_replay
+
+    radius = DEFAULT_RADIUS_PX if args.radius_px is None else args.radius_px
+    policy = load_policy(args.checkpoint, args.device)
+    result = replay_campaign(args.dir, policy, radius_px=radius, limit=args.limit, progress=True)
+    out = Path(args.out) if args.out else Path(args.dir) / f"replay_{Path(args.checkpoint).stem}"
+    path = write_replay(result, out, source=str(args.dir), checkpoint=str(args.checkpoint), radius_px=radius,
+                        checkpoint_sha256=getattr(policy, "checkpoint_sha256", None))
+    overall = result.per_task["all"]
+    print(f"{overall['steps']} steps: agreement {100 * overall['agreement']:.1f}%, pick Δ "
+          f"{overall['pick_dist_px_mean']:.1f} px, place Δ {overall['place_dist_px_mean']:.1f} px (mean)")
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,125 @@
+"""One robot interface for the real arm, the twin and dry runs.
+
+``RobotPort`` is what the episode loop and the pick-and-place executor talk to. Poses are
+(xyz (3,) metres, quat_xyzw (4,)) of the tool point in the robot base frame, in the CLIPort
+convention: the identity quaternion is the tool pointing straight down with its x axis along
+the base x axis; a yaw theta about the base z axis turns the tool.
+
+Implementations: :class:`sim2real.twin.robot.TwinRobot` (PyBullet, IK + position control),
+:class:`DryRunRobot` (records, never moves), and the MoveIt 2 robot under ``sim2real/ros/``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RobotState:
+    """A snapshot of the arm.
+
+    Attributes:
+        tcp_xyz: (3,) tool point position, metres, base frame.
+        tcp_quat_xyzw: (4,) tool orientation (CLIPort convention, identity = pointing down).
+        joints: (n,) joint positions in radians.
+        suction: suction on (None for a gripper robot).
+        gripper_closed: gripper closed (None for a suction robot).
+        holding: whether an object is held, or None when the robot cannot tell.
+    """
+
+    tcp_xyz: np.ndarray
+    tcp_quat_xyzw: np.ndarray
+    joints: np.ndarray
+    suction: Optional[bool] = None
+    gripper_closed: Optional[bool] = None
+    holding: Optional[bool] = None
+
+    def to_dict(self) -> dict:
+        return {"tcp_xyz": [float(v) for v in self.tcp_xyz], "tcp_quat_xyzw": [float(v) for v in self.tcp_quat_xyzw],
+                "joints": [float(v) for v in self.joints], "suction": self.suction,
+                "gripper_closed": self.gripper_closed, "holding": self.holding}
+
+
+@runtime_checkable
+class RobotPort(Protocol):
+    """What every robot (real, twin, dry-run) provides."""
+
+    tool: str
+    """'suction' or 'gripper'."""
+
+    def move_to(self, pose, speed: float, linear: bool = False) -> None:
+        """Move the tool point to ``pose`` = (xyz, quat_xyzw) at ``speed`` m/s.
+
+        Raises:
+            PlanningError: no IK solution / planner failure / motion did not converge.
+            SafetyError: the robot's own limits refused the target.
+        """
+
+    def set_suction(self, on: bool) -> None:
+        """Suction on or off (suction tools)."""
+
+    def set_gripper(self, closed: bool) -> None:
+        """Close or open the parallel gripper (gripper tools)."""
+
+    def state(self) -> RobotState:
+        """The current state."""
+
+    def stop(self) -> None:
+        """Stop all motion now; always called in a ``finally`` by callers."""
+
+
+def set_tool(robot: RobotPort, engaged: bool) -> None:
+    """Suction on/off or gripper closed/open, whichever tool ``robot`` has."""
+    if robot.tool == "gripper":
+        robot.set_gripper(engaged)
+    else:
+        robot.set_suction(engaged)
+
+
+@dataclass
+class DryRunRobot:
+    """A robot that records every command and never moves anything.
+
+    Its state follows the commands (the tool point "is" where it was last sent), so a whole
+    episode can be dry-run against a policy and a camera, e.g. to check a new task's actions
+    before the real arm runs them.
+
+    Attributes:
+        tool: 'suction' or 'gripper'.
+        commands: list of dicts, one per call, in order.
+    """
+
+    tool: str = "suction"
+    home_xyz: tuple = (0.3, 0.0, 0.4)
+    commands: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self._xyz = np.asarray(self.home_xyz, dtype=np.float64)
+        self._quat = np.array([0.0, 0.0, 0.0, 1.0])
+        self._engaged = False
+        self.stopped = 0
+
+    def move_to(self, pose, speed: float, linear: bool = False) -> None:
+        xyz, quat = (np.asarray(v, dtype=np.float64) for v in pose)
+        self.commands.append({"cmd": "move_to", "xyz": xyz.tolist(), "quat_xyzw": quat.tolist(),
+                              "speed": float(speed), "linear": bool(linear)})
+        self._xyz, self._quat = xyz, quat
+
+    def set_suction(self, on: bool) -> None:
+        self.commands.append({"cmd": "set_suction", "on": bool(on)})
+        self._engaged = bool(on)
+
+    def set_gripper(self, closed: bool) -> None:
+        self.commands.append({"cmd": "set_gripper", "closed": bool(closed)})
+        self._engaged = bool(closed)
+
+    def state(self) -> RobotState:
+        suction = self._engaged if self.tool == "suction" else None
+        gripper = self._engaged if self.tool == "gripper" else None
+        return RobotState(self._xyz.copy(), self._quat.copy(), np.zeros(6), suction, gripper, None)
+
+    def stop(self) -> None:
+        self.stopped += 1
+        self.commands.append({"cmd": "stop"})

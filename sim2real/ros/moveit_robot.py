@@ -1,0 +1,123 @@
+"""The real arm as a :class:`sim2real.robot.RobotPort`: MoveIt adapter + configured gripper.
+
+RobotPort poses are the tool point's (xyz metres, quat_xyzw) in the base frame in the CLIPort
+convention (identity = tool pointing down); this class turns them into the TCP orientation of
+the robot config (``down_rpy``), then into a ``tip_frame`` goal (``tcp_offset``) for MoveIt.
+``speed`` (m/s) becomes a fraction of the config's scaling factors (``speeds.max_tcp_speed``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from sim2real.errors import ConfigError
+from sim2real.robot import RobotState
+from sim2real.robot_config import RobotConfig
+
+
+class MoveItRobot:
+    """RobotPort over a connected :class:`~sim2real.ros.moveit_adapter.MoveItAdapter` and a gripper.
+
+    Args:
+        config: the robot config.
+        adapter: a MoveItAdapter (connected, or connected on first use).
+        gripper: a :class:`sim2real.ros.grippers.Gripper` (or None for motion-only tests).
+    """
+
+    def __init__(self, config: RobotConfig, adapter, gripper=None):
+        self.config, self.adapter, self.gripper = config, adapter, gripper
+        self.tool = "gripper" if config.gripper.type == "parallel" else "suction"
+        self._engaged = None
+
+    def move_to(self, pose, speed: float, linear: bool = False) -> None:
+        """Plan and execute the tool point to ``pose``; raises MoveItError subclasses (PlanningError)."""
+        xyz, quat = (np.asarray(v, dtype=np.float64) for v in pose)
+        self.adapter.connect()
+        self.adapter.move_to_pose(xyz, self.config.tcp_orientation(quat), linear=linear,
+                                  speed=self.config.speeds.fraction(speed))
+
+    def _tool(self, engaged: bool, kind: str) -> None:
+        if self.gripper is None:
+            raise ConfigError("this robot has no gripper configured")
+        if kind != self.tool:
+            raise ConfigError(f"the robot's tool is a {self.tool}, not a {kind}; check gripper.type in the robot config")
+        self.gripper.set(bool(engaged))
+        self._engaged = bool(engaged)
+
+    def set_suction(self, on: bool) -> None:
+        self._tool(on, "suction")
+
+    def set_gripper(self, closed: bool) -> None:
+        self._tool(closed, "gripper")
+
+    def go_home(self, speed: float = 1.0) -> None:
+        """Joint-space move to the config's home joints (speed: fraction of the scaling)."""
+        self.adapter.connect()
+        self.adapter.go_home(speed)
+
+    def state(self) -> RobotState:
+        self.adapter.connect()
+        tip_xyz, tip_quat, joints = self.adapter.current_state()
+        tcp_xyz, tcp_quat = self.config.tcp_pose(tip_xyz, tip_quat)
+        return RobotState(tcp_xyz, self.config.cliport_orientation(tcp_quat), joints,
+                          suction=self._engaged if self.tool == "suction" else None,
+                          gripper_closed=self._engaged if self.tool == "gripper" else None, holding=None)
+
+    def reachable(self, pose) -> bool:
+        """IK check of a RobotPort pose (for sim2real.safety.check_plan's ``reachable``)."""
+        xyz, quat = (np.asarray(v, dtype=np.float64) for v in pose)
+        self.adapter.connect()
+        return self.adapter.ik_reachable(xyz, self.config.tcp_orientation(quat))
+
+    def stop(self) -> None:
+        self.adapter.stop()
+
+
+class FrameRobot:
+    """A RobotPort taking poses in the workspace frame and driving one that takes base-frame poses.
+
+    The calibration's ``T_base_workspace`` (workspace -> base) is applied to every pose; with
+    None the poses pass through unchanged. ``state()`` is mapped back to the workspace frame.
+    """
+
+    def __init__(self, robot, T_base_workspace=None):
+        from sim2real.transforms import RigidTransform
+
+        self.robot = robot
+        self.tool = robot.tool
+        if not hasattr(robot, "reachable"):
+            self.reachable = None  # no IK check available (e.g. DryRunRobot): safety skips it
+        self.T = None if T_base_workspace is None else RigidTransform.from_matrix(T_base_workspace, "T_base_workspace")
+
+    def _to_base(self, pose):
+        xyz, quat = (np.asarray(v, dtype=np.float64) for v in pose)
+        if self.T is None:
+            return xyz, quat
+        from sim2real.transforms import RigidTransform
+
+        return (self.T @ RigidTransform.from_xyz_quat(xyz, quat)).as_xyz_quat()
+
+    def move_to(self, pose, speed: float, linear: bool = False) -> None:
+        self.robot.move_to(self._to_base(pose), speed, linear=linear)
+
+    def reachable(self, pose) -> bool:
+        return self.robot.reachable(self._to_base(pose))
+
+    def set_suction(self, on: bool) -> None:
+        self.robot.set_suction(on)
+
+    def set_gripper(self, closed: bool) -> None:
+        self.robot.set_gripper(closed)
+
+    def state(self) -> RobotState:
+        s = self.robot.state()
+        if self.T is None:
+            return s
+        from dataclasses import replace
+
+        from sim2real.transforms import RigidTransform
+
+        xyz, quat = (self.T.inverse() @ RigidTransform.from_xyz_quat(s.tcp_xyz, s.tcp_quat_xyzw)).as_xyz_quat()
+        return replace(s, tcp_xyz=xyz, tcp_quat_xyzw=quat)
+
+    def stop(self) -> None:
+        self.robot.stop()

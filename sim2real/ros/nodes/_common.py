@@ -1,0 +1,94 @@
+"""Shared plumbing of the nodes: the main() loop, clock helpers, logging of core errors."""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from sim2real.errors import Sim2RealError
+
+EXIT_BAD_INPUT = 2
+
+
+def now_s(node) -> float:
+    """The node clock in seconds (ROS time; sim time when use_sim_time is set)."""
+    return node.get_clock().now().nanoseconds * 1e-9
+
+
+def spin_node(make_node: Callable, args=None, name: str = "sim2real") -> int:
+    """Init rclpy, build the node, spin it in a MultiThreadedExecutor, always clean up.
+
+    Returns the process exit code: 0 normally, 2 on a sim2real error (bad config / parameter),
+    with one clear line on stderr, or 2 when ROS 2 is not installed / sourced.
+    """
+    from sim2real.ros import RosNotAvailableError, require_ros
+
+    try:
+        rclpy = require_ros("rclpy", f"the {name} node")
+        executors = require_ros("rclpy.executors", f"the {name} node")
+    except RosNotAvailableError as e:
+        print(f"{name}: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = make_node()
+        executor = executors.MultiThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, executors.ExternalShutdownException):
+        pass
+    except Sim2RealError as e:
+        print(f"{name}: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    finally:
+        if node is not None:
+            shutdown = getattr(node, "shutdown", None)
+            if shutdown is not None:
+                shutdown()  # stops the arm / closes the camera before the node goes away
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def load_workspace(calibration_path: str):
+    """(Workspace, T_base_workspace (4,4) or None, Calibration or None) from a calibration YAML path."""
+    from sim2real.workspace import GENSIM_WORKSPACE
+
+    if not calibration_path:
+        return GENSIM_WORKSPACE, None, None
+    from sim2real.calibration.storage import load_calibration
+
+    cal = load_calibration(calibration_path)
+    return (cal.workspace or GENSIM_WORKSPACE), cal.T_base_workspace, cal
+
+
+class StampPairer:
+    """Pairs the heightmap and colormap Images published with the same stamp.
+
+    ``add('height'|'color', msg)`` returns (height_msg, color_msg) once both halves of a stamp
+    have arrived, else None; only the newest few unmatched stamps are kept.
+    """
+
+    def __init__(self, keep: int = 4):
+        import threading
+
+        self.keep = keep
+        self._pending: dict = {}
+        self._lock = threading.Lock()
+
+    def add(self, kind: str, msg):
+        from sim2real.ros.conversions import time_to_ns
+
+        if kind not in ("height", "color"):
+            raise ValueError(f"kind must be 'height' or 'color', got {kind!r}")
+        key = time_to_ns(msg.header.stamp)
+        other = "color" if kind == "height" else "height"
+        with self._lock:
+            entry = self._pending.setdefault(key, {})
+            entry[kind] = msg
+            if other not in entry:
+                for k in sorted(self._pending)[:-self.keep]:
+                    del self._pending[k]
+                return None
+            del self._pending[key]
+        return entry["height"], entry["color"]

@@ -1,0 +1,255 @@
+"""What the executor and trials nodes do, as pure functions with injected collaborators.
+
+The ROS nodes only wire these to topics and services, so the decisions (safety before motion,
+operating modes, which failure stops a step with which reason, when a trial ends) are tested here
+without ROS.
+
+Step results travel between nodes as ``std_msgs/String`` holding one JSON object (no custom
+message package)::
+
+    {"stage": "heightmap" | "policy" | "executor", "ok": bool, "reason": str, "message": str,
+     "goal": str, "t_goal": float, "mode": "auto" | "confirm" | "dry_run",
+     "action": {"pick": PixelPose dict, "place": ...} | null, "safety": {"ok": bool, "reasons": [...]} | null,
+     "executed": bool, "timings": {"plan_s": .., "motion_s": ..}}
+
+Reasons (the episode end reasons recorded with the trial): ``ok``, ``dry_run``, ``safety_stop``,
+``planning_failed``, ``ik_failed``, ``execution_failed``, ``rejected_by_operator``,
+``camera_lost``, ``stale_frame``, ``tf_timeout``, ``policy_error``, ``hardware_error``,
+``step_timeout``, ``max_steps``, ``done``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from sim2real.errors import HardwareError, PlanningError, SafetyError, Sim2RealError
+
+MODES = ("auto", "confirm", "dry_run")
+"""Executor operating modes."""
+
+STOP_REASONS = ("safety_stop", "planning_failed", "ik_failed", "execution_failed", "rejected_by_operator",
+                "camera_lost", "stale_frame", "tf_timeout", "policy_error", "hardware_error", "config_error",
+                "step_timeout", "empty_heightmap")
+"""Step failures that end the trial (the arm has not moved, or was stopped)."""
+
+
+def step_result(stage: str, ok: bool, reason: str, message: str = "", **extra) -> dict:
+    """A step-result dict (see the module docstring)."""
+    out = {"stage": stage, "ok": bool(ok), "reason": reason, "message": message}
+    out.update(extra)
+    return out
+
+
+def encode(result: dict) -> str:
+    """JSON text for a std_msgs/String (NaN-free)."""
+    return json.dumps(result, allow_nan=False, default=_jsonable)
+
+
+def decode(text: str) -> dict:
+    """Parse a step-result String; a malformed one becomes a failed result naming the problem."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError) as e:
+        return step_result("unknown", False, "policy_error", f"malformed step result: {e}")
+    if not isinstance(data, dict) or "ok" not in data or "reason" not in data:
+        return step_result("unknown", False, "policy_error", f"step result lacks ok/reason: {text[:200]}")
+    return data
+
+
+def _jsonable(value):
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    raise TypeError(f"cannot store {type(value).__name__} in a step result")
+
+
+def check_age(stamp_s: float, now_s: float, max_age_s: float, what: str) -> Optional[str]:
+    """None if ``stamp_s`` is fresh, else a log line: the frame is stale or from the future."""
+    age = now_s - stamp_s
+    if not math.isfinite(age) or age > max_age_s:
+        return (f"{what} is {age:.2f} s old (max_age_s {max_age_s:.2f}); the camera or an upstream node has "
+                "stopped or lags: check `ros2 topic hz` on its topic")
+    if age < -max_age_s:
+        return f"{what} is stamped {-age:.2f} s in the future; synchronise the machines' clocks (chrony)"
+    return None
+
+
+def _verdict_dict(verdict) -> dict:
+    if isinstance(verdict, dict):
+        return {"ok": bool(verdict.get("ok")), "reasons": [str(r) for r in verdict.get("reasons", [])]}
+    return {"ok": bool(getattr(verdict, "ok")), "reasons": [str(r) for r in getattr(verdict, "reasons", [])]}
+
+
+def execute_step(action, *, mode: str, plan_fn: Callable, check_fn: Callable, execute_fn: Callable, robot,
+                 publish_plan: Callable = lambda plan: None, confirm: Callable[[float], Optional[bool]] = None,
+                 confirm_timeout_s: float = 120.0, log: Callable[[str], None] = print, clock=time.monotonic) -> dict:
+    """Plan, check, (maybe) confirm and execute one pick-and-place action.
+
+    Args:
+        action: the PickPlaceAction.
+        mode: 'auto' | 'confirm' | 'dry_run'.
+        plan_fn: ``plan_fn(action) -> plan`` (sim2real.motion.plan_pick_place bound to the config).
+        check_fn: ``check_fn(plan) -> verdict`` with ok / reasons (sim2real.safety.check_plan).
+        execute_fn: ``execute_fn(robot, plan)`` (sim2real.motion.execute_plan).
+        robot: the RobotPort; ``robot.stop()`` is called in a ``finally`` around execution.
+        publish_plan: shows the plan (RViz) before anything moves.
+        confirm: ``confirm(timeout_s) -> True | False | None`` (None = nobody answered).
+        log: one-line logger for failures.
+
+    Returns:
+        A step-result dict; ``executed`` is True only when the motion ran to completion.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    base = {"mode": mode, "action": action.to_dict(), "executed": False, "safety": None, "timings": {}}
+    t0 = clock()
+    try:
+        plan = plan_fn(action)
+    except Sim2RealError as e:
+        log(f"step stopped: planning the pick-and-place failed: {e}")
+        return step_result("executor", False, getattr(e, "reason", "planning_failed"), str(e), **base)
+    verdict = _verdict_dict(check_fn(plan))
+    base["safety"] = verdict
+    base["timings"]["plan_s"] = clock() - t0
+    if not verdict["ok"]:
+        log(f"step stopped by the safety envelope, the arm does not move: {'; '.join(verdict['reasons'])}")
+        return step_result("executor", False, "safety_stop", "; ".join(verdict["reasons"]), **base)
+    publish_plan(plan)
+    if mode == "dry_run":
+        return step_result("executor", True, "dry_run", "planned and shown, not executed (dry_run)", **base)
+    if mode == "confirm":
+        answer = confirm(confirm_timeout_s) if confirm is not None else None
+        if answer is not True:
+            why = "rejected by the operator" if answer is False else f"not confirmed within {confirm_timeout_s:.0f} s"
+            log(f"step stopped: motion {why}; the arm does not move")
+            return step_result("executor", False, "rejected_by_operator", why, **base)
+    t1 = clock()
+    try:
+        execute_fn(robot, plan)
+        base["executed"] = True
+        return step_result("executor", True, "ok", "executed", **base)
+    except SafetyError as e:
+        log(f"step stopped by a safety check during execution: {e}")
+        return step_result("executor", False, "safety_stop", str(e), **base)
+    except PlanningError as e:
+        reason = getattr(e, "reason", "planning_failed")
+        log(f"step stopped: {e}")
+        return step_result("executor", False, reason, str(e), **base)
+    except HardwareError as e:
+        log(f"step stopped: hardware error: {e}")
+        return step_result("executor", False, "hardware_error", str(e), **base)
+    finally:
+        base["timings"]["motion_s"] = clock() - t1
+        robot.stop()
+
+
+@dataclass
+class RemoteEpisodeResult:
+    """The EpisodeResult of an episode run across nodes (success is labelled by the operator)."""
+
+    success: Optional[bool] = None
+    steps: int = 0
+    reason: str = ""
+    reward: Optional[float] = None
+    info: dict = field(default_factory=dict)
+
+
+def run_remote_episode(goal: str, max_steps: int, request_step: Callable[[str, int], dict], *,
+                       on_step: Optional[Callable] = None, end_requested: Callable[[], bool] = lambda: False,
+                       make_step_record: Callable[[str, dict], dict] = None) -> RemoteEpisodeResult:
+    """Run steps until the operator ends the episode, a step fails, or ``max_steps`` is reached.
+
+    Args:
+        goal: the language goal sent with every step.
+        max_steps: step budget (>= 1).
+        request_step: ``request_step(goal, index) -> step-result dict``; raises TimeoutError when
+            no result arrives (the trial ends with reason ``step_timeout``).
+        on_step: receives one StepRecord dict per step (for the trial log).
+        end_requested: True when the operator said the task is done (reason ``done``).
+        make_step_record: builds the StepRecord from (goal, result) (default: a plain dict).
+    """
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    make_step_record = make_step_record or default_step_record
+    steps, reasons = 0, []
+    for index in range(max_steps):
+        if end_requested():
+            return RemoteEpisodeResult(None, steps, "done", None, {"goal": goal, "step_reasons": reasons})
+        try:
+            result = request_step(goal, index)
+        except TimeoutError as e:
+            result = step_result("trials", False, "step_timeout", str(e))
+        steps += 1
+        reasons.append(result.get("reason"))
+        if on_step is not None:
+            on_step(make_step_record(goal, result))
+        if not result.get("ok"):
+            return RemoteEpisodeResult(None, steps,
+                                       str(result.get("reason")), None,
+                                       {"goal": goal, "message": result.get("message", ""), "stage": result.get("stage"),
+                                        "step_reasons": reasons})
+        if result.get("reason") == "dry_run":  # the scene does not change: one planned step is the answer
+            return RemoteEpisodeResult(None, steps, "dry_run", None, {"goal": goal, "step_reasons": reasons})
+    reason = "done" if end_requested() else "max_steps"
+    return RemoteEpisodeResult(None, steps, reason, None, {"goal": goal, "step_reasons": reasons})
+
+
+def default_step_record(goal: str, result: dict) -> dict:
+    """StepRecord dict for the trial log from a step result (no images: those stay on their topics)."""
+    from sim2real.action import PickPlaceAction, PixelPose
+
+    action = None
+    if result.get("action"):
+        a = result["action"]
+        action = PickPlaceAction(PixelPose.from_dict(a["pick"]), PixelPose.from_dict(a["place"]))
+    return {"frames": [], "observation": None, "goal": goal, "action": action,
+            "safety": result.get("safety"), "timings": result.get("timings") or {},
+            "executed": {"executed": bool(result.get("executed")), "mode": result.get("mode")},
+            "error": None if result.get("ok") else f"{result.get('reason')}: {result.get('message', '')}",
+            "info": {"stage": result.get("stage"), "reason": result.get("reason")}}
+
+
+def resolve_task(task: str, goal: str = "", max_steps: int = 0, tasks: Optional[dict] = None) -> tuple:
+    """(canonical task name, language goal, step budget) for the trials node.
+
+    The task is looked up in config/tasks (name or alias, e.g. 'build wheel'). The goal is
+    ``goal`` when given, else the task's language template, which must then have no
+    ``{placeholders}`` (colours on a real table are chosen by the operator). The budget is
+    ``max_steps`` when > 0, else the task's integer ``max_steps``.
+
+    Raises:
+        ConfigError / UnknownTaskError naming the fix.
+    """
+    import re
+
+    from sim2real.errors import ConfigError
+    from sim2real.tasks import resolve
+
+    if not task.strip():
+        raise ConfigError("parameter task is empty: pass task:=\"build wheel\" (a name from config/tasks)")
+    spec = resolve(task, tasks)
+    text = goal.strip() or spec.language
+    if re.search(r"\{[^}]*\}", text):
+        raise ConfigError(f"task {spec.name}'s goal template {text!r} has placeholders that depend on the scene; "
+                          f"pass the instruction for your scene, e.g. goal:=\"{_example_goal(text)}\"")
+    budget = int(max_steps)
+    if budget <= 0:
+        if not isinstance(spec.max_steps, int) or isinstance(spec.max_steps, bool):
+            raise ConfigError(f"task {spec.name}'s step budget depends on its objects ({spec.max_steps}); "
+                              "pass max_steps:=<n> (trials node parameter)")
+        budget = spec.max_steps
+    return spec.name, text, budget
+
+
+def _example_goal(template: str) -> str:
+    import re
+
+    return re.sub(r"\{[^}]*\}", "red", template)
