@@ -143,16 +143,23 @@ def test_replay_cli(tmp_path, monkeypatch, capsys):
     assert (camp / "replay_other" / "replay.md").is_file()
 
 
-def test_replay_with_a_real_checkpoint(tmp_path):
-    """Runs only where the policy package (issue 3) is present: a generated CLIPort checkpoint."""
+@pytest.mark.slow
+def test_replay_cli_with_a_real_checkpoint(tmp_path, capsys):
+    """`sim2real replay` end to end with a generated GenSim checkpoint (the issue-3 Policy; ~1 min on CPU)."""
     policy_mod = pytest.importorskip("sim2real.policy")
     if not hasattr(policy_mod, "Policy"):
         pytest.skip("sim2real.policy.Policy not available yet")
+    import hashlib
+
     from ckpt_factory import make_checkpoint
 
-    from sim2real.cli.replay import load_policy
+    from sim2real.cli import main
 
     ckpt = make_checkpoint(tmp_path / "gen.ckpt", "gensim")
-    policy = load_policy(str(ckpt), "cpu")
-    res = replay_campaign(recorded_campaign(tmp_path / "c"), policy, limit=1)
-    assert len(res.steps) == 1 and res.steps[0].pick_dist_px >= 0
+    camp = recorded_campaign(tmp_path / "c")
+    assert main(["replay", str(camp), "--checkpoint", str(ckpt), "--limit", "1", "--out", str(tmp_path / "r")]) == 0
+    assert "1 steps: agreement" in capsys.readouterr().out
+    text = (tmp_path / "r/replay.md").read_text()
+    assert hashlib.sha256(ckpt.read_bytes()).hexdigest() in text
+    rows = list(csv.DictReader(open(tmp_path / "r/replay_steps.csv")))
+    assert len(rows) == 1 and float(rows[0]["pick_dist_px"]) >= 0 and rows[0]["same_pick_object"] in ("0", "1")

@@ -34,6 +34,7 @@ def load_policy(checkpoint: str, device: str):
 
 
 def run(args) -> int:
+    from sim2real.trials.provenance import sha256_file
     from sim2real.trials.replay import DEFAULT_RADIUS_PX, replay_campaign, write_replay
 
     radius = DEFAULT_RADIUS_PX if args.radius_px is None else args.radius_px
@@ -41,7 +42,7 @@ def run(args) -> int:
     result = replay_campaign(args.dir, policy, radius_px=radius, limit=args.limit, progress=True)
     out = Path(args.out) if args.out else Path(args.dir) / f"replay_{Path(args.checkpoint).stem}"
     path = write_replay(result, out, source=str(args.dir), checkpoint=str(args.checkpoint), radius_px=radius,
-                        checkpoint_sha256=getattr(policy, "checkpoint_sha256", None))
+                        checkpoint_sha256=getattr(policy, "checkpoint_sha256", None) or sha256_file(args.checkpoint))
     overall = result.per_task["all"]
     print(f"{overall['steps']} steps: agreement {100 * overall['agreement']:.1f}%, pick Δ "
           f"{overall['pick_dist_px_mean']:.1f} px, place Δ {overall['place_dist_px_mean']:.1f} px (mean)")

@@ -29,7 +29,7 @@ import yaml
 from sim2real.config import from_mapping, load_yaml
 from sim2real.errors import ConfigError, InputError
 from sim2real.trials.labels import Label
-from sim2real.trials.log import TrialLog, TrialLogError, task_slug, to_jsonable
+from sim2real.trials.log import TrialLog, TrialLogError, atomic_write_text, task_slug, to_jsonable
 from sim2real.trials.operator import CampaignStopped, Operator
 
 ORDERS = ("blocked", "randomised")
@@ -231,9 +231,7 @@ def _check_resume(campaign: Campaign, log: TrialLog) -> None:
             raise CampaignError(f"{log.dir} holds a campaign with a different protocol ({diff}); resume it "
                                 "with the same settings, or pass a new --out for a new campaign")
         return
-    from sim2real.trials.log import _atomic_write_text
-
-    _atomic_write_text(path, yaml.safe_dump(campaign.to_dict(), sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(campaign.to_dict(), sort_keys=False))
 
 
 def _norm(v):

@@ -103,17 +103,22 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file + fsync + rename + fsync(dir)."""
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file + fsync + rename + fsync(dir): all or nothing."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        _write_all(fd, text.encode())
+        _write_all(fd, data)
         _fsync_fd(fd)
     finally:
         os.close(fd)
     _rename(tmp, path)
     _fsync_path(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """:func:`atomic_write_bytes` of UTF-8 text."""
+    atomic_write_bytes(path, text.encode())
 
 
 def _now_iso() -> str:
@@ -741,7 +746,7 @@ class TrialLog:
             while (self.dir / f"{TRIALS_FILE}.torn-{n}").exists():
                 n += 1
             backup = self.dir / f"{TRIALS_FILE}.torn-{n}"
-            _atomic_write_text(backup, data[scan.valid_bytes:].decode("utf-8", "replace"))
+            atomic_write_bytes(backup, data[scan.valid_bytes:])  # the exact bytes, for forensics
             with open(path, "r+b") as f:
                 f.truncate(scan.valid_bytes)
                 f.flush()
@@ -810,7 +815,7 @@ class TrialLog:
     def _mark(self, task, trial, seed, attempt, attempt_id, **extra) -> None:
         body = {"task": task, "trial": int(trial), "seed": int(seed), "attempt": attempt,
                 "attempt_id": attempt_id, "pid": os.getpid(), "t": _now_iso(), **extra}
-        _atomic_write_text(self._marker_path(task, trial), json.dumps(to_jsonable(body)))
+        atomic_write_text(self._marker_path(task, trial), json.dumps(to_jsonable(body)))
 
     def _clear_marker(self, task, trial) -> None:
         path = self._marker_path(task, trial)
