@@ -95,7 +95,10 @@ class OraclePolicy:
         pick = PixelPose(self._pix(pick_xyz, workspace), 0.0, pick_xyz, quat_xyzw_from_theta(0.0))
         theta = -delta  # CLIPort: the place quaternion is Euler (0, 0, -theta)
         place = PixelPose(self._pix(place_xyz, workspace), float(theta), place_xyz, quat_xyzw_from_theta(theta))
+        from sim2real.twin.segmentation import object_ids
+
         return PickPlaceAction(pick, place, info={"object": obj.name, "group": obj.group,
+                                                  "pick_object": object_ids(inst.scene).get(obj.body, 0),
                                                   "target_xyz": [float(v) for v in target.xyz]})
 
     def _surface(self, xyz, exclude: int) -> float:

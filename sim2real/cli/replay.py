@@ -44,7 +44,9 @@ def run(args) -> int:
     path = write_replay(result, out, source=str(args.dir), checkpoint=str(args.checkpoint), radius_px=radius,
                         checkpoint_sha256=getattr(policy, "checkpoint_sha256", None) or sha256_file(args.checkpoint))
     overall = result.per_task["all"]
+    rate = (lambda v: "n/a (no segmentation recorded)" if v is None else f"{100 * v:.1f}%")
     print(f"{overall['steps']} steps: agreement {100 * overall['agreement']:.1f}%, pick Δ "
-          f"{overall['pick_dist_px_mean']:.1f} px, place Δ {overall['place_dist_px_mean']:.1f} px (mean)")
+          f"{overall['pick_dist_px_mean']:.1f} px, place Δ {overall['place_dist_px_mean']:.1f} px (mean); "
+          f"same object: pick {rate(overall['same_pick_object_rate'])}, place {rate(overall['same_place_object_rate'])}")
     print(f"wrote {path}")
     return 0

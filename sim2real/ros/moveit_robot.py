@@ -121,3 +121,67 @@ class FrameRobot:
 
     def stop(self) -> None:
         self.robot.stop()
+
+
+DEPLOY_HINT = "or run the arm through ROS 2 launch instead: `ros2 launch sim2real deploy.launch.py robot:=<ur5|xarm6|xarm7>`"
+
+
+def connect_moveit_robot(config: RobotConfig, T_base_workspace=None, node_name: str = "sim2real_run"):
+    """The real arm as a workspace-frame RobotPort from a plain process (no launch file).
+
+    Starts rclpy, a node spun on a background thread (the gripper's service / action replies
+    arrive there), MoveItPy with the parameters built from ``config`` (moveit_configs_utils /
+    uf_ros_lib), and the configured gripper.
+
+    Returns:
+        (FrameRobot, close) where ``close()`` stops the arm and shuts the node down.
+
+    Raises:
+        RosNotAvailableError (exit 2): rclpy / moveit_py / the MoveIt config packages cannot be
+            imported; the message says what to install, or to use ``ros2 launch sim2real deploy.launch.py``.
+    """
+    from sim2real.ros import RosNotAvailableError, require_ros
+    from sim2real.ros.moveit_adapter import MoveItAdapter, load_moveit_api
+
+    try:
+        rclpy = require_ros("rclpy", f"driving the {config.name} from `sim2real run`")
+        executors = require_ros("rclpy.executors", f"driving the {config.name} from `sim2real run`")
+        api = load_moveit_api()
+    except RosNotAvailableError as e:
+        raise RosNotAvailableError(f"{e}; {DEPLOY_HINT}") from None
+    from sim2real.ros.grippers import make_gripper
+    from sim2real.ros.launch_plan import moveit_params
+
+    try:
+        params = moveit_params(config)
+    except ImportError as e:
+        raise RosNotAvailableError(f"cannot build MoveIt's parameters for {config.name} ({e}): install the robot's "
+                                   f"MoveIt config package and source your workspace; {DEPLOY_HINT}") from None
+    import threading
+
+    if not rclpy.ok():
+        rclpy.init(args=None)
+    node = rclpy.create_node(node_name)
+    executor = executors.MultiThreadedExecutor()
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    robot = None
+
+    def close() -> None:
+        try:
+            if robot is not None:
+                robot.stop()
+        finally:
+            executor.shutdown()
+            node.destroy_node()
+            rclpy.try_shutdown()
+
+    try:
+        adapter = MoveItAdapter(config, api=api, config_dict=params).connect()
+        gripper = make_gripper(node, config.gripper)
+        robot = FrameRobot(MoveItRobot(config, adapter, gripper), T_base_workspace)
+    except BaseException:
+        close()
+        raise
+    return robot, close

@@ -119,6 +119,10 @@ class CLIOperator:
             raise CampaignStopped("operator input closed (end of file)")
         return line.strip() or default
 
+    def ask(self, prompt: str, default: str = "") -> str:
+        """Ask the operator a free-text question (e.g. the instruction for a scene); CampaignStopped at EOF."""
+        return self._ask(prompt, default)
+
     def start_trial(self, task: str, trial: int, n_trials: int, *, seed: int, retry: bool = False) -> None:
         from rich.markup import escape
 

@@ -134,13 +134,52 @@ class Twin:
 
         inst = self.start_trial(task_spec, seed)
         pol = OraclePolicy(inst) if policy == "oracle" else policy
+        step_cb = None
+        if on_step is not None:
+            def step_cb(rec):
+                self.annotate_step(rec)
+                on_step(rec)
         result = run_episode(self.camera, pol, self.robot, inst, workspace=self.workspace, envelope=self.envelope,
                              max_steps=max_steps or inst.max_steps, motion=self.config.motion,
-                             success_check=inst.check, on_step=on_step, reachable=self.reachable)
+                             success_check=inst.check, on_step=step_cb, reachable=self.reachable)
         result.info.update(inst.describe())
         result.info["goals_left"] = len(inst.goals)
         return result
 
+    def annotate_step(self, rec) -> None:
+        """Add the twin's ground truth to a finished step's ``info`` (before it is logged).
+
+        * ``segmentation``: (rows, cols) int32 object ids of the step's heightmap (projected from the
+          mask rendered with the step's frame; :mod:`sim2real.twin.segmentation`), 0 = nothing/table;
+        * ``pick_object``: id of the object the tool actually grasped this step (0 = none);
+        * ``place_object``: id under the executed place pose in that map (0 = the table), i.e. what
+          the object was put on or in.
+        Ids are those of ``TaskInstance.describe()['objects'][i]['id']``.
+        """
+        from sim2real.twin.segmentation import object_ids
+
+        frame = rec.frames[0] if rec.frames else None
+        seg = self.camera.segmentation_for(frame, self.workspace)
+        grasped, self.robot.grasped_body = self.robot.grasped_body, None
+        if seg is None:
+            return
+        rec.info["segmentation"] = seg
+        rec.info["pick_object"] = int(object_ids(self.scene).get(grasped, 0)) if grasped is not None else 0
+        place = _executed_xyz(rec, "place")
+        if place is not None:
+            r, c = self.workspace.xyz_to_pix(place)
+            if 0 <= r < seg.shape[0] and 0 <= c < seg.shape[1]:
+                rec.info["place_object"] = int(seg[r, c])
+
     def close(self) -> None:
         self.robot.kin.close()
         self.scene.close()
+
+
+def _executed_xyz(rec, segment: str):
+    """xyz (3,) of the executed waypoint ``segment`` of a StepRecord (else the action's pose), or None."""
+    for wp in rec.executed or []:
+        if isinstance(wp, dict) and wp.get("segment") == segment and "xyz" in wp:
+            return wp["xyz"]
+    pose = getattr(rec.action, segment, None) if rec.action is not None and rec.executed else None
+    return None if pose is None else pose.xyz

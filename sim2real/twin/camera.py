@@ -245,6 +245,8 @@ class TwinCamera:
         self.scene, self.view, self.noise = scene, view, noise
         self.rng = np.random.default_rng(seed)
         self.frames_read = 0
+        self.last_frame = None  # the frame read() returned last, and its PyBullet body-id mask (H, W),
+        self.last_mask = None   # rendered in the same getCameraImage call (-1 = background)
         self.T_calibrated = (None if T_base_camera_calibrated is None
                              else validate_rigid_matrix(np.asarray(T_base_camera_calibrated, np.float64),
                                                         "T_base_camera_calibrated"))
@@ -280,10 +282,21 @@ class TwinCamera:
         """Render one frame of the current scene (timeout unused: rendering is synchronous)."""
         self.frames_read += 1
         self.scene.settle(120)  # let released objects come to rest, as a real capture would wait
-        frame = render_view(self.scene.conn, self.view, self.noise, self.rng, stamp=self.scene.sim_time)
+        frame, mask = render_view(self.scene.conn, self.view, self.noise, self.rng, stamp=self.scene.sim_time,
+                                  segmentation=True)
         if self.T_calibrated is not None:  # rendered from the truth, projected with the calibration
             frame = replace(frame, T_base_camera=self.T_calibrated)
+        self.last_frame, self.last_mask = frame, mask
         return frame
+
+    def segmentation_for(self, frame, workspace):
+        """Object-id map (rows, cols) int32 of ``frame`` on ``workspace``'s grid, or None when ``frame``
+        is not the last frame read (its mask is gone). Ids: see :mod:`sim2real.twin.segmentation`."""
+        from sim2real.twin.segmentation import heightmap_segmentation, object_ids, pixel_object_ids
+
+        if frame is None or frame is not self.last_frame or self.last_mask is None:
+            return None
+        return heightmap_segmentation(frame, pixel_object_ids(self.last_mask, object_ids(self.scene)), workspace)
 
     def close(self) -> None:
         """Nothing to release: the scene owns the simulator."""

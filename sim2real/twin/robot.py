@@ -190,6 +190,7 @@ class TwinRobot:
         self._hold(self.home_q)
         self.constraint = None
         self.held_body = None
+        self.grasped_body = None  # last body attached (kept after release; the twin reads it per step)
         self.engaged = False
         self.stopped = False
 
@@ -342,6 +343,7 @@ class TwinRobot:
                                              parentFrameOrientation=rel_quat, childFrameOrientation=(0, 0, 0, 1))
         c.changeConstraint(self.constraint, maxForce=200.0)
         self.held_body = body
+        self.grasped_body = body
 
     def _detach(self) -> None:
         if self.constraint is not None:

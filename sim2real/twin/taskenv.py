@@ -258,6 +258,7 @@ class TaskInstance:
     def describe(self) -> dict:
         """JSON-ready summary of the instance (colours and objects) for the trial record."""
         return {"colors": dict(self.colors),
-                "objects": [{"name": o.name, "group": o.group, "xyz": [round(float(v), 4) for v in self.scene.pose(o.body)[0]]}
-                            for o in self.scene.objects]}
+                "objects": [{"id": i + 1, "name": o.name, "group": o.group,
+                             "xyz": [round(float(v), 4) for v in self.scene.pose(o.body)[0]]}
+                            for i, o in enumerate(self.scene.objects)]}
 
