@@ -48,9 +48,13 @@ def save_affordance_png(path, image: np.ndarray, action, title: str | None = Non
     axs[0, 1].imshow(height, cmap="viridis")
     for ax, prob, pose, cmap in ((axs[1, 0], pick, action.pick, "inferno"), (axs[1, 1], place, action.place, "viridis")):
         ax.imshow(color)
-        shown = np.clip(prob * HEATMAP_SCALE / max(prob.max(), 1e-12), 0, 1).transpose(1, 0)
-        ax.imshow(np.ma.masked_less(shown, 0.02), cmap=cmap, alpha=0.75, vmin=0, vmax=1)
+        # the notebook's display: uint8(prob * 255 * scale), saturating, zeros masked
+        shown = np.clip(prob * 255.0 * HEATMAP_SCALE, 0, 255).astype(np.uint8).transpose(1, 0)
+        ax.imshow(np.ma.masked_equal(shown, 0), cmap=cmap, alpha=0.75, vmin=0, vmax=255)
         _grasp_line(ax, pose.pixel, -pose.theta, "r")
+    for ax in axs.flat:  # keep the grasp lines from widening the axes past the image
+        ax.set_xlim(-0.5, image.shape[0] - 0.5)
+        ax.set_ylim(image.shape[1] - 0.5, -0.5)
     if title:
         fig.suptitle(title)
     fig.savefig(path, dpi=100, bbox_inches="tight")

@@ -60,23 +60,17 @@ class LoadedCheckpoint:
 
 def _clip_entries() -> dict[str, tuple]:
     """(key -> (shape, reference dtype)) of one CLIP RN50 copy as OpenAI's build_model makes it."""
-    from sim2real.policy.clip_rn50 import TextEncoder, VisualTrunk
     from sim2real.compat import import_open_clip
+    from sim2real.policy.clip_rn50 import TextEncoder, _to_reference_dtypes
 
     open_clip = import_open_clip()
-    entries: dict[str, tuple] = {}
-    with torch.device("meta"):
+    with torch.device("meta"):  # the full trunk, attention pool included (it is in the checkpoint)
         visual = open_clip.modified_resnet.ModifiedResNet(layers=[3, 4, 6, 3], output_dim=1024, heads=32,
                                                           image_size=224, width=64)
-    from sim2real.policy.clip_rn50 import _to_reference_dtypes
     _to_reference_dtypes(visual)
-    for k, v in visual.state_dict().items():
-        entries["visual." + k] = (tuple(v.shape), v.dtype)
-    text = TextEncoder()
-    for k, v in text.text.state_dict().items():
-        entries[k] = (tuple(v.shape), v.dtype)
+    entries = {"visual." + k: (tuple(v.shape), v.dtype) for k, v in visual.state_dict().items()}
+    entries.update({k: (tuple(v.shape), v.dtype) for k, v in TextEncoder().text.state_dict().items()})
     entries["logit_scale"] = ((), torch.float32)
-    del VisualTrunk
     return entries
 
 
@@ -110,15 +104,20 @@ def read_checkpoint(path, trust: bool = False) -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist (give the path of a .ckpt file)")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=not trust, mmap=True)
+        # zip-format files are memory-mapped: fast, and tensors that are dropped never get copied
+        obj = torch.load(path, map_location="cpu", weights_only=not trust, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()
-        detail = next((line.strip() for line in first if "GLOBAL" in line or "Unsupported" in line), first[0] if first else "")
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        globals_ = [line for line in lines if "Unsupported global" in line or "GLOBAL" in line]
+        if not globals_:
+            raise TruncatedCheckpointError(
+                f"checkpoint {path} could not be unpickled ({lines[-1] if lines else 'unknown error'}); the file "
+                "is truncated or not a torch checkpoint -- download it again") from None
         raise UnsafeCheckpointError(
-            f"checkpoint {path} contains pickled Python objects besides tensors ({detail}); loading it "
+            f"checkpoint {path} contains pickled Python objects besides tensors ({globals_[0]}); loading it "
             "would run code from the file, so it was refused. If you trust where it came from, pass "
             "--trust-checkpoint (CLI) or trust=True (API).") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError, ModuleNotFoundError) as e:
         raise TruncatedCheckpointError(
             f"checkpoint {path} could not be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
             "the file is truncated or not a torch checkpoint -- download it again") from None

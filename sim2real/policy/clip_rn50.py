@@ -224,5 +224,3 @@ def text_state(clip: dict) -> dict:
 def visual_state(clip: dict) -> dict:
     return {k: v for k, v in clip.items() if k.startswith("visual.")}
 
-
-Encoder = Optional[Callable]

@@ -21,7 +21,7 @@ Family differences (see ``../shared/spec/README.md``):
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 import torch.nn as nn

@@ -24,8 +24,8 @@ from sim2real.policy.transporter import (N_ROTATIONS, PAD, Attention, Transport,
 class _StreamClip:
     """One stream's own CLIP: trunk + text encoder; ``encode_text`` runs on every call."""
 
-    def __init__(self, state: dict):
-        self.visual = VisualTrunk("float16")
+    def __init__(self, state: dict, precision: str = "float16"):
+        self.visual = VisualTrunk(precision)
         self.visual.load(visual_state(state))
         self.text = TextEncoder()
         self.text.load(text_state(state))
@@ -37,7 +37,8 @@ class _StreamClip:
 class ReferencePolicy:
     """Attention + transport computed the reference's way. ``act(img, goal) -> dict``."""
 
-    def __init__(self, path, batchnorm: str = "batch"):
+    def __init__(self, path, batchnorm: str = "batch", clip_precision: str = "float16"):
+        """``clip_precision`` other than the reference's 'float16' exists for tests only."""
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         state = ckpt["state_dict"] if "state_dict" in ckpt else ckpt
         family = "cliport" if "attention.attn_stream_one.layer5.0.conv1.weight" in state else "gensim"
@@ -46,7 +47,7 @@ class ReferencePolicy:
         for prefix, module in (("attention.", self.attention), ("transport.", self.transport)):
             module.load_state_dict({k[len(prefix):]: v for k, v in state.items()
                                     if k.startswith(prefix) and ".clip_rn50." not in k})
-        self.clips = {name: _StreamClip(clip_state(state, prefix)) for name, prefix in CLIP_PREFIXES.items()}
+        self.clips = {name: _StreamClip(clip_state(state, prefix), clip_precision) for name, prefix in CLIP_PREFIXES.items()}
         self.attention.attn_stream_two.attach(self.clips["attention"])
         self.transport.key_stream_two.attach(self.clips["key"])
         self.transport.query_stream_two.attach(self.clips["query"])
