@@ -146,9 +146,6 @@ def test_replay_cli(tmp_path, monkeypatch, capsys):
 @pytest.mark.slow
 def test_replay_cli_with_a_real_checkpoint(tmp_path, capsys):
     """`sim2real replay` end to end with a generated GenSim checkpoint (the issue-3 Policy; ~1 min on CPU)."""
-    policy_mod = pytest.importorskip("sim2real.policy")
-    if not hasattr(policy_mod, "Policy"):
-        pytest.skip("sim2real.policy.Policy not available yet")
     import hashlib
 
     from ckpt_factory import make_checkpoint

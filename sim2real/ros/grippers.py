@@ -116,7 +116,8 @@ class _Base:
         """Nothing to release; the clients belong to the node."""
 
     def _send(self, closed: bool) -> None:
-        raise NotImplementedError
+        """Switch the hardware; each driver subclass implements it."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _send")
 
 
 def _ret_ok(response, what: str) -> None:
