@@ -20,8 +20,8 @@ N_ROTATIONS = 36
 
 
 def theta_from_bin(k: int, n_rotations: int = N_ROTATIONS) -> float:
-    """Angle in radians of rotation bin ``k`` (CLIPort: ``argmax_rot * 2 * pi / n``)."""
-    return float(k) * 2.0 * np.pi / n_rotations
+    """Angle in radians of rotation bin ``k``, as the agents' ``act()``: ``k * (2 * pi / n)``."""
+    return float(k * (2 * np.pi / n_rotations))
 
 
 def quat_xyzw_from_theta(theta: float) -> np.ndarray:

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from sim2real.heightmap import HeightmapObservation
 
 

@@ -3,7 +3,6 @@ import dataclasses
 import re
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np

@@ -16,14 +16,13 @@ import numpy as np
 
 from sim2real.heightmap import HeightmapObservation
 
-try:  # the policy package owns the constants when it is present (one definition)
-    from sim2real.policy.preprocess import (TRANSPORTER_COLOR_MEAN, TRANSPORTER_COLOR_STD,  # type: ignore
-                                            TRANSPORTER_DEPTH_MEAN, TRANSPORTER_DEPTH_STD)
-except ImportError:  # pragma: no cover - depends on the policy module's layout
-    TRANSPORTER_COLOR_MEAN = 0.18877631
-    TRANSPORTER_COLOR_STD = 0.07276466
-    TRANSPORTER_DEPTH_MEAN = 0.00509261
-    TRANSPORTER_DEPTH_STD = 0.00903967
+from sim2real.normalisation import TRANSPORTER_DEPTH_MEAN, TRANSPORTER_DEPTH_STD
+from sim2real.normalisation import TRANSPORTER_COLOR_MEAN as _COLOR_MEANS
+from sim2real.normalisation import TRANSPORTER_COLOR_STD as _COLOR_STDS
+
+TRANSPORTER_COLOR_MEAN = _COLOR_MEANS[0]
+"""The transporter stream uses the same mean and std for R, G and B."""
+TRANSPORTER_COLOR_STD = _COLOR_STDS[0]
 
 COLOR_Z_WARN = 1.5
 """Warn when the mean colour is more than this many reference stds from the reference mean."""

@@ -202,7 +202,7 @@ def _default_name(args, rig_robot_id=None) -> str:
 def run_handeye(args) -> int:
     from sim2real.calibration.board import load_board
     from sim2real.calibration.collect import collect_freedrive, collect_generated
-    from sim2real.calibration.handeye import HandEyeSample, solve_handeye
+    from sim2real.calibration.handeye import solve_handeye
 
     board = load_board(args.board)
     methods = tuple(m.strip().upper() for m in args.methods.split(",") if m.strip())

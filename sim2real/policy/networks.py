@@ -27,15 +27,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-FAMILIES = ("gensim", "cliport")
+# Pre-processing statistics of cliport.utils.utils.preprocess, defined once in sim2real.normalisation.
+from sim2real.normalisation import (CLIP_COLOR_MEAN, CLIP_COLOR_STD, TRANSPORTER_COLOR_MEAN, TRANSPORTER_COLOR_STD,
+                                    TRANSPORTER_DEPTH_MEAN, TRANSPORTER_DEPTH_STD)
 
-# Pre-processing statistics of cliport.utils.utils.preprocess (one definition here).
-TRANSPORTER_COLOR_MEAN = (0.18877631, 0.18877631, 0.18877631)
-TRANSPORTER_COLOR_STD = (0.07276466, 0.07276466, 0.07276466)
-TRANSPORTER_DEPTH_MEAN = 0.00509261
-TRANSPORTER_DEPTH_STD = 0.00903967
-CLIP_COLOR_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_COLOR_STD = (0.26862954, 0.26130258, 0.27577711)
+FAMILIES = ("gensim", "cliport")
 
 
 def preprocess(img: torch.Tensor, dist: str) -> torch.Tensor:

@@ -31,11 +31,11 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from sim2real.action import PickPlaceAction, PixelPose
+from sim2real.action import PickPlaceAction, PixelPose, theta_from_bin
 from sim2real.errors import InputError
 from sim2real.policy.checkpoint import CLIP_PREFIXES, LoadedCheckpoint, expected_entries, load_checkpoint
 from sim2real.policy.clip_rn50 import TextEncoder, VisualTrunk, clip_state, text_state, visual_state
-from sim2real.policy.rotation import CONVENTIONS, KORNIA_0_4, KORNIA_0_5, theta_of_bin
+from sim2real.policy.rotation import CONVENTIONS, KORNIA_0_4, KORNIA_0_5
 from sim2real.policy.transporter import (IN_SHAPE, N_ROTATIONS, Attention, Transport, correlate,
                                          softmax_argmax_pick, softmax_argmax_place)
 from sim2real.workspace import GENSIM_WORKSPACE, Workspace
@@ -258,7 +258,7 @@ class Policy:
         r, c, k = softmax_argmax_place(place_logits)
         height = img_np[:, :, 3]
         pick = PixelPose.from_pixel(p0_px, 0.0, height, self.workspace)
-        place = PixelPose.from_pixel((r, c), theta_of_bin(k, N_ROTATIONS), height, self.workspace)
+        place = PixelPose.from_pixel((r, c), theta_from_bin(k, N_ROTATIONS), height, self.workspace)
         info = {"family": self.family, "batchnorm": self.batchnorm, "clip_precision": self.clip_precision,
                 "place_rotation_bin": k, "attention_argmax": list(pick_px)}
         return PickPlaceAction(pick, place, pick_logits.cpu().numpy(), place_logits.cpu().numpy(), info)

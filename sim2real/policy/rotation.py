@@ -19,7 +19,6 @@ kornia.
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
@@ -149,8 +148,3 @@ def rotated_windows(x: torch.Tensor, angles_deg, pivot_rc, rows: slice, cols: sl
     grid = F.affine_grid(theta, [theta.shape[0], c, h, w], align_corners=ac)[:, rows, cols]
     src = x.float().expand(theta.shape[0], -1, -1, -1)
     return F.grid_sample(src, grid.contiguous(), mode="bilinear", padding_mode="zeros", align_corners=ac)
-
-
-def theta_of_bin(k: int, n_rotations: int) -> float:
-    """Angle in radians of rotation bin ``k``: ``k * 2 * pi / n`` (the agents' ``act()``)."""
-    return k * (2 * math.pi / n_rotations)

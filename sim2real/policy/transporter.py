@@ -25,11 +25,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from sim2real.action import N_ROTATIONS
 from sim2real.policy.networks import FusionConv, ResNet45Lat, StreamTwo
 from sim2real.policy.rotation import rotate, rotated_windows, rotation_angles
 
 IN_SHAPE = (320, 160, 6)
-N_ROTATIONS = 36
 CROP_SIZE = 64
 PAD = CROP_SIZE // 2
 

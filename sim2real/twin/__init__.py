@@ -134,11 +134,11 @@ class Twin:
 
         inst = self.start_trial(task_spec, seed)
         pol = OraclePolicy(inst) if policy == "oracle" else policy
-        step_cb = None
-        if on_step is not None:
-            def step_cb(rec):
-                self.annotate_step(rec)
-                on_step(rec)
+        def annotated(rec):
+            self.annotate_step(rec)
+            on_step(rec)
+
+        step_cb = annotated if on_step is not None else None
         result = run_episode(self.camera, pol, self.robot, inst, workspace=self.workspace, envelope=self.envelope,
                              max_steps=max_steps or inst.max_steps, motion=self.config.motion,
                              success_check=inst.check, on_step=step_cb, reachable=self.reachable)
