@@ -32,18 +32,6 @@ REPO = Path(__file__).resolve().parents[1]
 GOAL = "put the red block in the green bowl"
 
 
-def scene(seed: int = 7) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    color = np.full((320, 160, 3), 110, np.float32) + rng.normal(0, 6, (320, 160, 3))
-    height = np.zeros((320, 160), np.float32)
-    for _ in range(5):
-        r, c, s = rng.integers(20, 300), rng.integers(20, 140), rng.integers(8, 20)
-        color[r - s:r + s, c - s:c + s] = rng.integers(0, 255, 3)
-        height[r - s:r + s, c - s:c + s] = rng.uniform(0.02, 0.12)
-    color = np.clip(np.round(color), 0, 255)
-    return np.concatenate([color, np.repeat(height[..., None], 3, -1)], -1).astype(np.float32)
-
-
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -54,11 +42,12 @@ def _current_rss_mb() -> float:
 
 
 def _side(kind: str, ckpt: str, repeats: int, out_npz: str, queue) -> None:
-    sys.path.insert(0, str(REPO))
+    sys.path[:0] = [str(REPO), str(REPO / "test")]  # a spawned child starts with a fresh sys.path
     import torch
+    from ckpt_factory import scene_image
 
     base = _current_rss_mb()
-    img = scene()
+    img = scene_image()
     t0 = time.perf_counter()
     if kind == "reference":
         from sim2real.policy.reference import ReferencePolicy

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 
 SPEC_FILES = {"gensim": "cliport_gensim_keys.json", "cliport": "cliport_original_keys.json"}
@@ -111,3 +112,16 @@ def make_checkpoint(path, family: str, seed: int = 0, **kwargs) -> Path:
 if __name__ == "__main__":  # python test/ckpt_factory.py FAMILY OUT.ckpt [SEED]
     import sys
     make_checkpoint(sys.argv[2], sys.argv[1], int(sys.argv[3]) if len(sys.argv) > 3 else 0)
+
+
+def scene_image(seed: int = 7) -> np.ndarray:
+    """A (320, 160, 6) policy input (RGB 0-255 + height x3): coloured boxes with heights on a grey table."""
+    rng = np.random.default_rng(seed)
+    color = np.full((320, 160, 3), 110, np.float32) + rng.normal(0, 6, (320, 160, 3))
+    height = np.zeros((320, 160), np.float32)
+    for _ in range(5):
+        r, c, s = rng.integers(20, 300), rng.integers(20, 140), rng.integers(8, 20)
+        color[r - s:r + s, c - s:c + s] = rng.integers(0, 255, 3)
+        height[r - s:r + s, c - s:c + s] = rng.uniform(0.02, 0.12)
+    color = np.clip(np.round(color), 0, 255)
+    return np.concatenate([color, np.repeat(height[..., None], 3, -1)], -1).astype(np.float32)

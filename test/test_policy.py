@@ -12,7 +12,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ckpt_factory import build_state_dict, load_spec, make_checkpoint, save_checkpoint  # noqa: E402
+from ckpt_factory import build_state_dict, load_spec, make_checkpoint, save_checkpoint, scene_image  # noqa: E402
 
 from sim2real.cli import main as cli_main  # noqa: E402
 from sim2real.errors import CheckpointError, InputError  # noqa: E402
@@ -41,15 +41,7 @@ def gensim_policy(ckpts):
 @pytest.fixture(scope="session")
 def image():
     """A (320,160,6) scene: coloured boxes with heights on a grey table."""
-    rng = np.random.default_rng(7)
-    color = np.full((320, 160, 3), 110, np.float32) + rng.normal(0, 6, (320, 160, 3))
-    height = np.zeros((320, 160), np.float32)
-    for _ in range(5):
-        r, c, s = rng.integers(20, 300), rng.integers(20, 140), rng.integers(8, 20)
-        color[r - s:r + s, c - s:c + s] = rng.integers(0, 255, 3)
-        height[r - s:r + s, c - s:c + s] = rng.uniform(0.02, 0.12)
-    color = np.clip(np.round(color), 0, 255)
-    return np.concatenate([color, np.repeat(height[..., None], 3, -1)], -1).astype(np.float32)
+    return scene_image(7)
 
 
 def _meta_state(family):
