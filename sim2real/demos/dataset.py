@@ -45,14 +45,16 @@ import contextlib
 import os
 import re
 import tempfile
+import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from sim2real.demos.pickling import dump, restricted_load
 from sim2real.errors import DatasetError
+from sim2real.heightmap import EmptyHeightmapWarning, HeightmapObservation, policy_input, project_frames
 from sim2real.workspace import GENSIM_WORKSPACE, Workspace
 
 __all__ = ["FIELDS", "VIEWS", "OBS_EXTRA", "DatasetError", "save_episode", "restricted_load", "DemoDataset",
@@ -220,19 +222,6 @@ def _episode_names(action_dir: Path) -> list[str]:
     return sorted(n for n in os.listdir(action_dir) if ".pkl" in n) if action_dir.is_dir() else []
 
 
-def _shadowed(name: str, index: int, names: Sequence[str]) -> Optional[str]:
-    """The file GenSim's ``load(index)`` would read instead of ``name``, or None.
-
-    ``load`` takes the first name in sorted order that *contains* ``{index:06d}``, so a seed
-    holding another episode's 6-digit id can hide that episode.
-    """
-    key = f"{index:06d}"
-    for other in sorted(names):
-        if key in other:
-            return None if other == name else other
-    return None
-
-
 def save_episode(root, episode, seed: int) -> int:
     """Write one episode as GenSim's ``RavensDataset.add(seed, episode)`` does.
 
@@ -301,11 +290,15 @@ def _check_names(root: Path, names: Sequence[str]) -> None:
         raise DatasetError(f"{root / 'action'}: episode indices must be 0..{len(taken) - 1} once each "
                            f"(missing {missing[:5]}, repeated {dupes[:5]}); GenSim would read the wrong episodes. "
                            "Renumber or remove files")
+    # load(i) reads the first sorted name containing f'{i:06d}'. Names sort by index, so only an
+    # earlier episode whose seed has 6+ digits can hide episode i.
+    long_seeds = [m.group(0) for m in parsed if len(m.group(2).lstrip("-")) >= 6]
     for m in parsed:
-        other = _shadowed(m.group(0), int(m.group(1)), names)
+        key, own = m.group(1), m.group(0)
+        other = next((n for n in long_seeds if n < own and key in n), None)
         if other is not None:
-            raise DatasetError(f"{root / 'action'}: GenSim's loader would read {other} for episode "
-                               f"{int(m.group(1))} (its seed contains that 6-digit id); use seeds below 1000000")
+            raise DatasetError(f"{root / 'action'}: GenSim's loader would read {other} for episode {int(key)} "
+                               "(its seed contains that 6-digit id); use seeds below 1000000")
 
 
 def _remove_leftovers(root: Path, index: int) -> None:
@@ -477,8 +470,6 @@ class DemoDataset:
           :mod:`sim2real.heightmap` with the simulator's camera configs (:func:`gensim_cameras`);
         * camera view: the heightmap stored with the step (what our pipeline gave the policy).
         """
-        from sim2real.heightmap import HeightmapObservation, policy_input, project_frames
-
         extra = obs if "heightmap_height" in obs else (info or {}).get(OBS_EXTRA, {})
         if "heightmap_height" in extra:
             ws = Workspace.from_dict(extra["workspace"]) if "workspace" in extra else self.workspace
@@ -493,10 +484,6 @@ class DemoDataset:
                 raise DatasetError(f"{self.root}: a gensim-view obs has color (3, 480, 640, 3) and depth (3, 480, 640) "
                                    f"(the simulator's D415 views), got {color.shape} and {depth.shape}")
             frames = [(color[k], depth[k], K, T) for k, (K, T) in enumerate(cams)]
-            import warnings
-
-            from sim2real.heightmap import EmptyHeightmapWarning
-
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", EmptyHeightmapWarning)
                 hm = project_frames(frames, self.workspace)
