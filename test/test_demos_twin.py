@@ -52,6 +52,12 @@ def test_gensim_view_episode_has_gensims_exact_layout(tmp_path):
     assert img.shape == (320, 160, 6) and img.dtype == np.float32
     assert (img[..., :3].sum(-1) > 0).mean() > 0.99
     assert 0.03 < img[..., 3].max() < 0.1  # the 4 cm blocks
+    # GenSim's renderer (TinyRenderer) and depth arithmetic: its heightmaps read the table 1.3-1.9 mm
+    # high (median 1.6 mm, measured on GenSim's own put-block-in-bowl data); what sees no surface
+    # reads the far plane, 10 m, as in GenSim
+    h = img[..., 3]
+    assert 0.0013 < np.median(h[(h > 0) & (h < 0.005)]) < 0.0019
+    assert depth.max() == pytest.approx(10.0, rel=1e-3)
     # the pick pose lies on a block: the heightmap at its pixel is near its z
     from sim2real.workspace import GENSIM_WORKSPACE
 

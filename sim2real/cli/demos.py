@@ -38,7 +38,8 @@ def register(sub) -> None:
     p.add_argument("--tool", choices=["suction", "gripper"], help="twin end effector (default: config)")
     p.add_argument("--calibration", metavar="YAML", help="calibration the camera view's frames are stamped with "
                                                          "(default camera.calibrated in config/robots/sim.yaml)")
-    p.add_argument("--renderer", choices=["egl", "tiny"], help="force a renderer (default: EGL if it loads)")
+    p.add_argument("--renderer", choices=["egl", "tiny"],
+                   help="force a renderer (default: tiny for --view gensim, as GenSim renders; else EGL if it loads)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -67,7 +68,12 @@ def run(args) -> int:
 
     from sim2real.twin import Twin, load_twin_config
 
-    twin = Twin(load_twin_config(None, args.arm, args.tool), calibration=args.calibration, renderer=args.renderer)
+    # GenSim renders its D415 views with PyBullet's TinyRenderer (OpenGL requested in a DIRECT
+    # connection without the EGL plugin); EGL rasterises the table ~0.5 mm lower in the heightmap.
+    renderer = args.renderer or ("tiny" if args.view == "gensim" else None)
+    twin = Twin(load_twin_config(None, args.arm, args.tool), calibration=args.calibration, renderer=renderer)
+    if args.view == "gensim" and twin.renderer != "tiny":
+        console.print(f"note: renderer {twin.renderer}; GenSim's own images come from TinyRenderer (--renderer tiny)")
     console.print(f"demos: {spec.name}, view {args.view}, split {split}: {had} recorded, recording "
                   f"{args.episodes - had} more from seed {first} (at most {attempts} attempts) -> {args.out} "
                   f"(twin {twin.config.robot} + {twin.config.tool}, renderer {twin.renderer})")

@@ -13,7 +13,8 @@ motion -> success check) in :meth:`Twin.run_trial`; this module only watches it.
 pipeline reads its camera, the observation of the chosen view is captured at the same instant:
 
 * ``gensim``: the simulator's three D415 images (:func:`~sim2real.demos.dataset.gensim_cameras`,
-  GenSim's ``RealSenseD415.CONFIG``), rendered noise-free as GenSim's ``_get_obs``;
+  GenSim's ``RealSenseD415.CONFIG``), rendered as GenSim's ``_get_obs`` / ``render_camera``
+  (:func:`render_gensim_camera`: TinyRenderer, shadows, its projection and depth arithmetic);
 * ``camera``: the frame(s) the pipeline read and the heightmap it made (:func:`camera_obs`).
 """
 from __future__ import annotations
@@ -114,7 +115,7 @@ class RecordingCamera:
     def __init__(self, twin, view: str):
         self.twin, self.inner, self.view = twin, twin.camera, view
         self.captures: list[Capture] = []
-        self._views = _gensim_views() if view == "gensim" else None
+        self._configs = _gensim_configs() if view == "gensim" else None
 
     def read(self, timeout_s: float = 1.0):
         frame = self.inner.read(timeout_s)  # settles the scene first
@@ -122,12 +123,10 @@ class RecordingCamera:
         return frame
 
     def _capture(self, frame) -> Capture:
-        from sim2real.twin.camera import render_view
-
         gensim = None
-        if self._views is not None:
-            frames = [render_view(self.twin.scene.conn, v) for v in self._views]
-            gensim = (np.stack([f.color for f in frames]), np.stack([f.depth for f in frames]).astype(np.float32))
+        if self._configs is not None:
+            images = [render_gensim_camera(self.twin.scene.client, pos, quat, K) for pos, quat, K in self._configs]
+            gensim = (np.uint8([c for c, _ in images]), np.float32([d for _, d in images]))
         info = object_info(self.twin.scene)
         info["lang_goal"] = lang_goal(self.twin.instance)
         return Capture(frame, gensim, info)
@@ -136,16 +135,45 @@ class RecordingCamera:
         return getattr(self.inner, name)
 
 
-def _gensim_views():
-    from sim2real.camera import CameraIntrinsics
-    from sim2real.twin.camera import CameraView
+def render_gensim_camera(client, position, quat_xyzw, K, size=(480, 640), znear=0.01, zfar=10.0):
+    """One D415 image as GenSim's ``Environment.render_camera`` makes it (noise off).
 
-    h, w = 480, 640
-    views = []
-    for k, (K, T) in enumerate(gensim_cameras()):
-        intr = CameraIntrinsics(w, h, K[0, 0], K[1, 1], K[0, 2], K[1, 2])
-        views.append(CameraView(T, intr, near=0.01, far=10.0, name=f"gensim_{('front', 'left', 'right')[k]}"))
-    return views
+    Same calls and arithmetic: the float32 rotation matrix of the config's quaternion; look along
+    its z, up = -y; ``computeViewMatrix``; ``computeProjectionMatrixFOV`` with the vertical field of
+    view from fy; shadows on; PyBullet's TinyRenderer (GenSim asks for the OpenGL renderer in a DIRECT
+    connection without the EGL plugin, which renders with TinyRenderer); depth linearised from the
+    z-buffer as GenSim does (background reads ``zfar``).
+
+    Returns:
+        color (H, W, 3) uint8, depth (H, W) float64 metres.
+    """
+    import pybullet as p
+
+    h, w = size
+    rotm = np.float32(client.getMatrixFromQuaternion(quat_xyzw)).reshape(3, 3)
+    lookdir = (rotm @ np.float32([0, 0, 1]).reshape(3, 1)).reshape(-1)
+    updir = (rotm @ np.float32([0, -1, 0]).reshape(3, 1)).reshape(-1)
+    lookat = np.asarray(position) + lookdir
+    viewm = client.computeViewMatrix(position, lookat, updir)
+    fovh = 180 * np.arctan((h / 2) / K[0, 0]) * 2 / np.pi
+    projm = client.computeProjectionMatrixFOV(fovh, w / h, znear, zfar)
+    _, _, color, depth, _ = client.getCameraImage(width=w, height=h, viewMatrix=viewm, projectionMatrix=projm,
+                                                  shadow=1, flags=p.ER_NO_SEGMENTATION_MASK,
+                                                  renderer=p.ER_TINY_RENDERER)
+    color = np.array(color, dtype=np.uint8).reshape(h, w, 4)[:, :, :3]
+    zbuffer = np.array(depth).reshape(h, w)
+    depth = (2.0 * znear * zfar) / (zfar + znear - (2.0 * zbuffer - 1.0) * (zfar - znear))
+    return color, depth
+
+
+def _gensim_configs() -> list:
+    """(position, quaternion xyzw, K) of the three D415 configs, from the one definition of them."""
+    import pybullet as p
+
+    from sim2real.twin.camera import _GENSIM_D415
+
+    return [(pos, p.getQuaternionFromEuler(euler), K)
+            for (_name, pos, euler), (K, _T) in zip(_GENSIM_D415, gensim_cameras())]
 
 
 # ----------------------------------------------------------------------------------------------
