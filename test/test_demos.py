@@ -46,7 +46,7 @@ def test_layout_matches_gensim_field_by_field(tmp_path):
     root = tmp_path / "put-block-in-bowl-train"
     ep = _episode(rng, steps=2)
     assert save_episode(root, ep, seed=4) == 0
-    assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == sorted(FIELDS)
+    assert sorted(p.name for p in root.iterdir()) == sorted(FIELDS)  # nothing else, hidden or not
     assert FIELDS == ("action", "color", "depth", "info", "reward")
     for field in FIELDS:
         assert [p.name for p in (root / field).iterdir()] == ["000000-4.pkl"]
@@ -194,7 +194,7 @@ def test_interrupted_save_is_never_readable_and_is_replaced(tmp_path, monkeypatc
     monkeypatch.setattr(dataset, "dump", real_dump)
     # GenSim counts action/ only: still one episode; the half-written file is nowhere readable.
     assert sorted(os.listdir(tmp_path / "action")) == ["000000-0.pkl"]
-    assert os.listdir(tmp_path / ".incoming") == []
+    assert not (tmp_path / ".incoming").exists()  # the staging of the dead save is gone too
     assert (tmp_path / "color" / "000001-2.pkl").exists()  # a leftover of the dead save
     assert DemoDataset(tmp_path).n_episodes == 1
     # the next save takes index 1 and removes the leftovers (here with another seed)
@@ -202,6 +202,32 @@ def test_interrupted_save_is_never_readable_and_is_replaced(tmp_path, monkeypatc
     for field in FIELDS:
         assert sorted(os.listdir(tmp_path / field)) == ["000000-0.pkl", "000001-4.pkl"]
     assert DemoDataset(tmp_path).episode_ids == [(0, 0), (1, 4)]
+
+
+def test_staging_left_by_a_killed_process_is_cleaned(tmp_path):
+    rng = np.random.default_rng(18)
+    save_episode(tmp_path, _episode(rng, 1), 0)
+    (tmp_path / ".incoming").mkdir()
+    (tmp_path / ".incoming" / "part-abc.tmp").write_bytes(b"half")
+    assert DemoDataset(tmp_path).n_episodes == 1
+    assert save_episode(tmp_path, _episode(rng, 1), 2) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(FIELDS)
+
+
+def _save_many(root, seeds):
+    rng = np.random.default_rng(seeds[0])
+    return [save_episode(root, _episode(rng, 1), s) for s in seeds]
+
+
+def test_concurrent_recorders_take_distinct_indices(tmp_path):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(2) as pool:
+        results = pool.starmap(_save_many, [(tmp_path, [0, 2, 4, 6]), (tmp_path, [1, 3, 5, 7])])
+    assert sorted(results[0] + results[1]) == list(range(8))
+    ds = DemoDataset(tmp_path)
+    assert ds.n_episodes == 8 and sorted(s for _, s in ds.episode_ids) == list(range(8))
 
 
 def test_files_get_the_umask_permissions(tmp_path):

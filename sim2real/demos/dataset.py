@@ -35,9 +35,10 @@ made from them. Those extras are obs keys (see :func:`camera_obs`); on disk they
 step's ``info`` under :data:`OBS_EXTRA` (GenSim's loader only keeps ``color`` and ``depth`` of an obs)
 and :meth:`DemoDataset.episode` moves them back into the obs, so save -> load round-trips.
 
-Writing is crash-safe: each file goes to ``root/.incoming/`` and is renamed into place, ``action/``
-last; GenSim counts and finds episodes through ``action/`` only, so an interrupted save is never
-readable, and the next :func:`save_episode` removes its leftovers.
+Writing is crash-safe: each file is staged in ``root/.incoming/`` (removed after the save) and renamed
+into place, ``action/`` last; GenSim counts and finds episodes through ``action/`` only, so an
+interrupted save is never readable, and the next :func:`save_episode` removes its leftovers. After a
+save the folder holds exactly the five field folders.
 """
 from __future__ import annotations
 
@@ -185,15 +186,19 @@ def _stack(images, where: str) -> np.ndarray:
 
 @contextlib.contextmanager
 def _locked(root: Path):
-    """Exclusive lock on ``root/.lock`` so two recorders never take the same index."""
+    """Exclusive lock on the split folder itself, so two recorders never take the same index.
+
+    The lock is on the directory's descriptor, not a lock file: the folder keeps exactly GenSim's
+    five field folders.
+    """
     import fcntl
 
-    with open(root / ".lock", "a+b") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _atomic_dump(data, final: Path, incoming: Path) -> None:
@@ -257,8 +262,6 @@ def save_episode(root, episode, seed: int) -> int:
         root.mkdir(parents=True, exist_ok=True)
         for field in FIELDS:
             (root / field).mkdir(exist_ok=True)
-        incoming = root / _INCOMING
-        incoming.mkdir(exist_ok=True)
     except OSError as e:
         raise DatasetError(f"{root}: cannot create the dataset folders ({e}); choose a writable --out") from None
     with _locked(root):
@@ -267,12 +270,17 @@ def save_episode(root, episode, seed: int) -> int:
         name = episode_filename(index, seed)
         _check_names(root, names + [name])
         _remove_leftovers(root, index)
+        incoming = root / _INCOMING  # staging, removed again below (only a killed process leaves it)
         try:
+            incoming.mkdir(exist_ok=True)
             for field in ("color", "depth", "reward", "info", "action"):  # action/ last: it commits
                 _atomic_dump(data[field], root / field / name, incoming)
         except OSError as e:
             raise DatasetError(f"{root}: writing episode {index} failed ({e}); free disk space and re-run "
                                "(the partial episode is not readable and will be replaced)") from None
+        finally:
+            with contextlib.suppress(OSError):
+                incoming.rmdir()
     return index
 
 
@@ -308,9 +316,10 @@ def _remove_leftovers(root: Path, index: int) -> None:
         for n in os.listdir(root / field):
             if n.startswith(key):
                 (root / field / n).unlink()
-    for n in os.listdir(root / _INCOMING):
-        with contextlib.suppress(OSError):
-            (root / _INCOMING / n).unlink()
+    if (root / _INCOMING).is_dir():
+        for n in os.listdir(root / _INCOMING):
+            with contextlib.suppress(OSError):
+                (root / _INCOMING / n).unlink()
 
 
 # ----------------------------------------------------------------------------------------------
