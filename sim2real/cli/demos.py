@@ -63,6 +63,9 @@ def run(args) -> int:
     if had >= args.episodes:
         console.print(f"{args.out} already holds {had} episode(s) (>= --episodes {args.episodes}); nothing to record")
         return 0
+    if args.seed is not None and had:
+        console.print(f"note: {args.out} already has episodes; --seed is ignored, continuing at seed {first}",
+                      markup=False)
     if split_of(args.out) is None:
         console.print(f"note: GenSim's train.py reads DATA_DIR/{spec.name}-{split}; name the folder like that")
 
@@ -76,7 +79,7 @@ def run(args) -> int:
         console.print(f"note: renderer {twin.renderer}; GenSim's own images come from TinyRenderer (--renderer tiny)")
     console.print(f"demos: {spec.name}, view {args.view}, split {split}: {had} recorded, recording "
                   f"{args.episodes - had} more from seed {first} (at most {attempts} attempts) -> {args.out} "
-                  f"(twin {twin.config.robot} + {twin.config.tool}, renderer {twin.renderer})")
+                  f"(twin {twin.config.robot} + {twin.config.tool}, renderer {twin.renderer})", markup=False)
     t0 = time.monotonic()
     try:
         with _Bar(console, args.episodes, had, enabled=not args.no_progress) as bar:
@@ -124,9 +127,9 @@ def _summary(console, col, seconds: float) -> None:
     size = sum(p.stat().st_size for p in Path(col.out).glob("*/*.pkl")) / 1e6
     console.print(f"saved {n_new} new episode(s) {[i for i, _ in col.saved]}, seeds {[s for _, s in col.saved]}; "
                   f"{len(col.failed)} attempt(s) failed; {col.total}/{col.target} in {col.out} ({size:.1f} MB); "
-                  f"{seconds:.1f} s ({per:.1f} s per attempt)")
+                  f"{seconds:.1f} s ({per:.1f} s per attempt)", markup=False)
     for a in col.failed[:10]:
-        console.print(f"  seed {a.seed}: {a.reason} after {a.steps} step(s), reward {a.total_reward:.2f}")
+        console.print(f"  seed {a.seed}: {a.reason} after {a.steps} step(s), reward {a.total_reward:.2f}", markup=False)
     if col.total < col.target:
         console.print(f"[red]only {col.total} of {col.target} episodes: ran out of attempts; re-run the same command "
                       "to continue (or raise --max-attempts)[/]")
