@@ -73,6 +73,12 @@ OBS_EXTRA = "sim2real_obs"
 IN_SHAPE = (320, 160, 6)
 """GenSim's ``RavensDataset.in_shape``: the policy image (rows, cols, RGB + 3 x height)."""
 
+GENSIM_IMAGE_SIZE = (480, 640)
+"""(H, W) of the simulator's D415 images (GenSim ``RealSenseD415.image_size``)."""
+
+GENSIM_D415_INTRINSICS = (450.0, 0.0, 320.0, 0.0, 450.0, 240.0, 0.0, 0.0, 1.0)
+"""GenSim ``RealSenseD415.intrinsics``: the row-major 3x3 K of every simulator camera."""
+
 _NAME = re.compile(r"^(\d{6})-(-?\d+)\.pkl$")
 _INCOMING = ".incoming"
 
@@ -101,18 +107,16 @@ def gensim_cameras() -> tuple:
 
     from sim2real.twin.camera import _GENSIM_D415  # the twin's copy of the poses (one definition)
 
-    K = np.array((450.0, 0, 320.0, 0, 450.0, 240.0, 0, 0, 1)).reshape(3, 3)
     out = []
     for _name, position, euler in _GENSIM_D415:
+        K = np.array(GENSIM_D415_INTRINSICS).reshape(3, 3)
         R = np.array(p.getMatrixFromQuaternion(p.getQuaternionFromEuler(euler))).reshape(3, 3)
         T = np.eye(4)
         T[:3, :] = np.hstack((R, np.array(position, dtype=np.float64).reshape(3, 1)))
-        out.append((K.copy(), T))
+        K.setflags(write=False)  # cached: shared by every caller
+        T.setflags(write=False)
+        out.append((K, T))
     return tuple(out)
-
-
-GENSIM_IMAGE_SIZE = (480, 640)
-"""(H, W) of the simulator's D415 images."""
 
 
 # ----------------------------------------------------------------------------------------------

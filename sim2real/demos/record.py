@@ -28,7 +28,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from sim2real.demos.dataset import VIEWS, DemoDataset, camera_obs, gensim_cameras, save_episode
+from sim2real.demos.dataset import (GENSIM_IMAGE_SIZE, VIEWS, DemoDataset, camera_obs, gensim_cameras,
+                                    save_episode)
 from sim2real.errors import DatasetError, InputError
 
 SPLITS = ("train", "val", "test")
@@ -135,7 +136,11 @@ class RecordingCamera:
         return getattr(self.inner, name)
 
 
-def render_gensim_camera(client, position, quat_xyzw, K, size=(480, 640), znear=0.01, zfar=10.0):
+GENSIM_ZRANGE = (0.01, 10.0)
+"""GenSim ``RealSenseD415.CONFIG[i]['zrange']``: near and far planes (m) of every simulator camera."""
+
+
+def render_gensim_camera(client, position, quat_xyzw, K, size=GENSIM_IMAGE_SIZE, zrange=GENSIM_ZRANGE):
     """One D415 image as GenSim's ``Environment.render_camera`` makes it (noise off).
 
     Same calls and arithmetic: the float32 rotation matrix of the config's quaternion; look along
@@ -150,6 +155,7 @@ def render_gensim_camera(client, position, quat_xyzw, K, size=(480, 640), znear=
     import pybullet as p
 
     h, w = size
+    znear, zfar = zrange
     rotm = np.float32(client.getMatrixFromQuaternion(quat_xyzw)).reshape(3, 3)
     lookdir = (rotm @ np.float32([0, 0, 1]).reshape(3, 1)).reshape(-1)
     updir = (rotm @ np.float32([0, -1, 0]).reshape(3, 1)).reshape(-1)
