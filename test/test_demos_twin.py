@@ -132,3 +132,25 @@ def test_out_must_be_a_dataset_folder(tmp_path, capsys):
     f.write_text("x")
     assert _demos("--task", "stack-block", "--episodes", "1", "--out", str(f)) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+def test_gensim_render_agrees_with_the_twins_own_camera_model():
+    """render_gensim_camera (GenSim's view/projection calls) and the twin's render_view (our OpenGL
+    matrices from the intrinsics) see the same scene through each D415 config."""
+    from sim2real.demos.record import _gensim_configs, render_gensim_camera
+    from sim2real.tasks import resolve
+    from sim2real.twin import Twin
+    from sim2real.twin.camera import gensim_views, render_view
+
+    twin = Twin.from_config(renderer="tiny")
+    try:
+        twin.start_trial(resolve("put-block-in-bowl"), 0)
+        for (pos, quat, K), view in zip(_gensim_configs(), gensim_views()):
+            color, depth = render_gensim_camera(twin.scene.client, pos, quat, K)
+            frame = render_view(twin.scene.conn, view)
+            seen = (frame.depth > 0) & (depth < 9.9)
+            assert seen.mean() > 0.6
+            assert np.median(np.abs(depth[seen] - frame.depth[seen])) < 1e-3
+            assert np.mean(np.abs(color.astype(int) - frame.color.astype(int)) > 40) < 0.05  # shadows differ
+    finally:
+        twin.close()
