@@ -423,9 +423,11 @@ def test_image_equals_heightmap_fusion_of_the_same_frames(tmp_path):
     rng = np.random.default_rng(13)
     cams = gensim_cameras()
     color = rng.integers(1, 256, (3, 480, 640, 3), dtype=np.uint8)
-    depth = np.stack([_plane_depth(K, T, 0.0) for K, T in cams]) - rng.uniform(0, 0.1, (3, 480, 640)).astype(np.float32)
-    ep = [({"color": color, "depth": depth}, {"pose0": ((0.5, 0, 0), (0, 0, 0, 1)), "pose1": ((0.6, 0, 0), (0, 0, 0, 1))},
-           0.0, {"lang_goal": "g"}), ({"color": color, "depth": depth}, None, 1.0, {"lang_goal": "task completed."})]
+    bumps = rng.uniform(0, 0.1, (3, 480, 640)).astype(np.float32)  # surfaces up to 10 cm nearer than the table
+    depth = np.stack([_plane_depth(K, T, 0.0) for K, T in cams]) - bumps
+    act = {"pose0": ((0.5, 0, 0), (0, 0, 0, 1)), "pose1": ((0.6, 0, 0), (0, 0, 0, 1))}
+    obs = {"color": color, "depth": depth}
+    ep = [(obs, act, 0.0, {"lang_goal": "g"}), (obs, None, 1.0, {"lang_goal": "task completed."})]
     save_episode(tmp_path, ep, 0)
     ds = DemoDataset(tmp_path)
     obs = ds.episode(0)[0][0]
@@ -485,7 +487,8 @@ def test_camera_view_round_trip_and_image_is_the_stored_heightmap(tmp_path):
     for t, (frame, hm) in enumerate(steps):
         act = None if t == 2 else {"pose0": (np.array([0.5, 0, 0.02]), np.array([0, 0, 0, 1.0])),
                                    "pose1": (np.array([0.6, 0, 0.02]), np.array([0, 0, 0, 1.0]))}
-        ep.append((camera_obs([frame], hm), act, float(t == 2), {"lang_goal": "g", 3: ((0.5, 0, 0), (0, 0, 0, 1), (1, 1, 1))}))
+        info = {"lang_goal": "g", 3: ((0.5, 0, 0), (0, 0, 0, 1), (1, 1, 1))}
+        ep.append((camera_obs([frame], hm), act, float(t == 2), info))
     save_episode(tmp_path, ep, 0)
     # on disk: GenSim's color/depth, the rest in info[OBS_EXTRA]
     assert _plain_load(tmp_path / "color" / "000000-0.pkl").shape == (3, 1, 120, 160, 3)

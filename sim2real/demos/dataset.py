@@ -456,14 +456,16 @@ class DemoDataset:
         n = len(color)
         for f in ("action", "reward", "info"):
             if not isinstance(data[f], list) or len(data[f]) != n:
+                got = f"{len(data[f])} entries" if isinstance(data[f], list) else type(data[f]).__name__
                 raise DatasetError(f"{self.root / f / name}: must be a list of {n} entries (one per color frame), "
-                                   f"got {type(data[f]).__name__} of {len(data[f]) if hasattr(data[f], '__len__') else '?'}")
+                                   f"got {got}")
         out = []
         for t in range(n):
             obs = {"color": color[t], "depth": depth[t]}
             info = data["info"][t]
             if not isinstance(info, dict):
-                raise DatasetError(f"{self.root / 'info' / name}: step {t} info must be a dict, got {type(info).__name__}")
+                raise DatasetError(f"{self.root / 'info' / name}: step {t} info must be a dict, "
+                                   f"got {type(info).__name__}")
             if (OBS_EXTRA in info) != (self.view == "camera"):
                 raise DatasetError(f"{self.root / 'info' / name}: step {t} is not a {self.view}-view step; "
                                    "one folder must hold one view (record the views into separate folders)")

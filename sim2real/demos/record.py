@@ -225,8 +225,7 @@ def record_episode(twin, spec, seed: int, view: str, max_steps: Optional[int] = 
     for k, rec in enumerate(steps):
         cap = by_frame[id(rec.frames[0])]
         obs = _obs(cap, rec.frames, rec.observation, view)
-        act = {"pose0": (np.asarray(rec.action.pick.xyz, np.float64), np.asarray(rec.action.pick.quat_xyzw, np.float64)),
-               "pose1": (np.asarray(rec.action.place.xyz, np.float64), np.asarray(rec.action.place.quat_xyzw, np.float64))}
+        act = {"pose0": _pose(rec.action.pick), "pose1": _pose(rec.action.place)}
         episode.append((obs, act, cumulative[k] - (cumulative[k - 1] if k else 0.0), cap.info))
     cap = cam.captures[-1]
     with warnings.catch_warnings():
@@ -236,6 +235,11 @@ def record_episode(twin, spec, seed: int, view: str, max_steps: Optional[int] = 
     attempt.episode = episode
     attempt.seconds = time.monotonic() - t0
     return attempt
+
+
+def _pose(pixel_pose) -> tuple:
+    """(xyz (3,), xyzw (4,)) float64 arrays, as GenSim's oracle returns a pose (``np.asarray``s)."""
+    return (np.asarray(pixel_pose.xyz, np.float64).copy(), np.asarray(pixel_pose.quat_xyzw, np.float64).copy())
 
 
 def _obs(cap: Capture, frames, observation, view: str) -> dict:
