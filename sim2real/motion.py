@@ -20,6 +20,7 @@ import numpy as np
 
 from sim2real.config import require
 from sim2real.errors import PlanningError
+from sim2real.safety import unit_quaternion
 
 SEGMENTS = ("approach", "descend", "grasp", "lift", "transit", "place", "release", "retreat")
 
@@ -217,4 +218,7 @@ def _pose(pose, name: str):
         raise PlanningError(f"{name} pose must be (xyz, quat_xyzw), got {pose!r}") from None
     if xyz.shape != (3,) or quat.shape != (4,) or not (np.all(np.isfinite(xyz)) and np.all(np.isfinite(quat))):
         raise PlanningError(f"{name} pose must be finite xyz (3,) and quat_xyzw (4,), got {xyz}, {quat}")
-    return xyz, quat / np.linalg.norm(quat)
+    unit, why = unit_quaternion(quat)
+    if unit is None:
+        raise PlanningError(f"{name} pose: {why}; the policy must output a rotation (e.g. quat_xyzw_from_theta)")
+    return xyz, unit
