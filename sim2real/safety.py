@@ -14,11 +14,11 @@ robot base in the frame the plan is in: :meth:`SafetyEnvelope.in_frame` takes th
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from sim2real.config import require
 from sim2real.errors import InputError, SafetyError
@@ -117,20 +117,19 @@ QUAT_NORM_TOL = 1e-3
 def unit_quaternion(quat_xyzw) -> tuple[Optional[np.ndarray], str]:
     """(the exactly normalised (4,) quaternion, "") or (None, why it is not a unit quaternion).
 
-    The norm is taken after scaling by the largest magnitude, so components around 1e-200 (whose
-    squared norm underflows to 0) give a norm of ~1e-200 and a refusal, never a division by 0.
+    The norm is ``math.hypot``'s, which scales internally: components around 1e-200 (whose squared
+    norm underflows to 0) give a norm of ~1e-200 and a refusal, never a division by 0 or an inf.
     """
     try:
-        q = np.asarray(quat_xyzw, dtype=np.float64).reshape(-1)
+        q = [float(v) for v in np.asarray(quat_xyzw, dtype=np.float64).reshape(-1)]
     except (TypeError, ValueError):
         return None, f"quaternion {quat_xyzw!r} is not a unit quaternion (not numbers)"
-    if q.shape != (4,) or not np.all(np.isfinite(q)):
-        return None, f"quaternion {q.tolist()} is not a unit quaternion (need 4 finite numbers)"
-    scale = float(np.max(np.abs(q)))
-    norm = scale * float(np.linalg.norm(q / scale)) if scale > 0 else 0.0
+    if len(q) != 4 or not all(map(math.isfinite, q)):
+        return None, f"quaternion {q} is not a unit quaternion (need 4 finite numbers)"
+    norm = math.hypot(*q)
     if not abs(norm - 1.0) <= QUAT_NORM_TOL:
-        return None, f"quaternion {q.tolist()} is not a unit quaternion (norm {norm:.6g})"
-    return (q / scale) / (norm / scale), ""
+        return None, f"quaternion {q} is not a unit quaternion (norm {norm:.6g})"
+    return np.array(q) / norm, ""
 
 
 def check_target(xyz, quat_xyzw, speed: float, env: SafetyEnvelope, label: str = "target",
@@ -141,7 +140,7 @@ def check_target(xyz, quat_xyzw, speed: float, env: SafetyEnvelope, label: str =
     except (TypeError, ValueError):
         return [f"{label}: position {xyz!r} is not 3 finite numbers"]
     reasons = []
-    if xyz.shape != (3,) or not np.all(np.isfinite(xyz)):
+    if xyz.shape != (3,) or not all(map(math.isfinite, xyz.tolist())):
         return [f"{label}: position {xyz.tolist()} is not 3 finite numbers"]
     quat, why = unit_quaternion(quat_xyzw)
     if quat is None:
@@ -182,8 +181,9 @@ def tilt_deg(quat_xyzw) -> float:
     q, _ = unit_quaternion(quat_xyzw)
     if q is None:
         return float("nan")
-    z = Rotation.from_quat(q).apply([0.0, 0.0, 1.0])
-    return float(np.degrees(np.arccos(np.clip(z[2], -1.0, 1.0))))
+    x, y = float(q[0]), float(q[1])
+    z_down = 1.0 - 2.0 * (x * x + y * y)  # (R @ [0, 0, 1])[2] of the unit quaternion
+    return math.degrees(math.acos(min(1.0, max(-1.0, z_down))))
 
 
 def check_plan(plan, envelope: SafetyEnvelope, reachable: Optional[Callable] = None) -> SafetyVerdict:

@@ -134,3 +134,12 @@ def test_reach_uses_the_calibration_rotation_too():
     assert any("0.900 m from the base axis" in r for r in check_target((0.6, 0.0, 0.1), Q0, 0.1, env))
     with pytest.raises(Exception, match="T_base_plan"):
         ENV.in_frame(np.full((4, 4), np.nan))
+
+
+@given(st.lists(st.floats(-1, 1), min_size=4, max_size=4).filter(lambda q: np.linalg.norm(q) > 0.1))
+def test_tilt_matches_scipy_for_any_rotation(q):
+    from scipy.spatial.transform import Rotation
+
+    q = np.asarray(q) / np.linalg.norm(q)
+    z = Rotation.from_quat(q).apply([0.0, 0.0, 1.0])
+    assert tilt_deg(q) == pytest.approx(np.degrees(np.arccos(np.clip(z[2], -1, 1))), abs=1e-5)
