@@ -25,7 +25,7 @@ from typing import Optional
 import numpy as np
 
 from sim2real.config import require
-from sim2real.errors import MotionStopped, PlanningError, SafetyError
+from sim2real.errors import HardwareError, MotionStopped, PlanningError, SafetyError
 from sim2real.safety import check_target, unit_quaternion
 
 OVER_POINT_TOL_M = 0.01
@@ -331,6 +331,9 @@ def go_home(robot, envelope, clearance: float, speed: Optional[float] = None, li
             the arm did not move.
         PlanningError / HardwareError / MotionStopped from the robot.
     """
+    if not callable(getattr(robot, "home", None)):
+        raise HardwareError(f"{type(robot).__name__} has no home(): every robot must implement "
+                            "sim2real.robot.RobotPort.home (the arm is sent home before each capture)")
     state = robot.state()
     xyz = np.asarray(state.tcp_xyz, dtype=np.float64).reshape(-1)
     quat, why = unit_quaternion(state.tcp_quat_xyzw)

@@ -220,3 +220,15 @@ def test_estimate_held_height_off_grid_is_a_planning_error():
     for pixel in ((-500, 3), (10, 10_000), (np.nan, 3), (1e300, 0)):
         with pytest.raises(PlanningError, match="pixel"):
             estimate_held_height(hm, pixel, 0.003125)
+
+
+def test_go_home_names_a_robot_without_home():
+    class Legacy:
+        tool = "suction"
+
+        def state(self):
+            return DryRunRobot().state()
+    from sim2real.errors import HardwareError
+
+    with pytest.raises(HardwareError, match="Legacy has no home"):
+        go_home(Legacy(), ENV, clearance=0.15)
