@@ -210,7 +210,7 @@ def test_real_rig_uses_the_calibrations_envelope_for_the_touch_test(real_rig_wor
                       T_base_workspace=T_bw)
     path = save_calibration(cal, tmp_path / "c.yaml")
     rig = _real_rig(SimpleNamespace(serial=None, calibration=str(path)), "ur5")
-    assert rig.robot.envelope == load_robot_config("ur5").safety_envelope()
+    assert rig.robot.envelope == load_robot_config("ur5").safety_envelope().in_frame(T_bw)  # reach from the base
     np.testing.assert_allclose(rig.robot.T, np.linalg.inv(T_bw))
     np.testing.assert_allclose(rig.robot.robot.robot.adapter.T_workspace_base.translation, [-0.05, 0.0, -0.01])
     rig.close()

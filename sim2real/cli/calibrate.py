@@ -196,7 +196,8 @@ def _real_rig(args, robot_name) -> Rig:
         from sim2real.workspace import GENSIM_WORKSPACE
 
         cal = load_calibration(args.calibration)
-        envelope, T_base_workspace = config.safety_envelope(cal.workspace or GENSIM_WORKSPACE), cal.T_base_workspace
+        T_base_workspace = cal.T_base_workspace
+        envelope = config.safety_envelope(cal.workspace or GENSIM_WORKSPACE).in_frame(T_base_workspace)
     # measured on each planned trajectory: the commanded speed is capped at CALIBRATION_SPEED_MPS;
     # MoveIt's time parameterisation may run parts of a joint move faster, up to this ceiling
     limits = MotionLimits(max_joint_velocity=CALIBRATION_JOINT_VELOCITY_RAD_S, max_tcp_speed=3 * CALIBRATION_SPEED_MPS)
@@ -553,7 +554,8 @@ def _touch_envelope(robot_name: str, cal) -> dict:
 
         envelope = load_robot_config(robot_name).safety_envelope(workspace)
     T = cal.T_base_workspace
-    return {"envelope": envelope, "T_workspace_base": None if T is None else np.linalg.inv(np.asarray(T, float))}
+    return {"envelope": envelope.in_frame(T),
+            "T_workspace_base": None if T is None else np.linalg.inv(np.asarray(T, float))}
 
 
 def _board_on_table(board) -> np.ndarray:

@@ -239,7 +239,7 @@ def connect_moveit_robot(config: RobotConfig, T_base_workspace=None, node_name: 
             rclpy.try_shutdown()
 
     try:
-        envelope = envelope if envelope is not None else config.safety_envelope()
+        envelope = envelope if envelope is not None else config.safety_envelope().in_frame(T_base_workspace)
         extra = {} if limits is None else {"limits": limits}
         adapter = MoveItAdapter(config, api=api, config_dict=params, envelope=envelope,
                                 T_base_workspace=T_base_workspace, **extra).connect()
