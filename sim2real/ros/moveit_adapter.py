@@ -501,6 +501,10 @@ class MoveItAdapter:
         self._require()
         gen = self.stop_generation() if stop_gen is None else stop_gen
         self.check(trajectory, holding=holding, region=region, label=label).raise_if_unsafe()
+        self._execute_checked(trajectory, gen, label)
+
+    def _execute_checked(self, trajectory, gen: int, label: str) -> None:
+        """Execute a trajectory that has just passed :meth:`check` (see :meth:`execute`)."""
         if self.stop_generation() != gen:
             raise MotionStopped(f"{label}: stopped before execution; the arm did not move")
         finished = False
@@ -536,8 +540,8 @@ class MoveItAdapter:
         for attempt in range(tries):
             trajectory = self.plan_to_pose(xyz, quat_xyzw, linear=linear, speed=speed, holding=holding)
             verdict = self.check(trajectory, holding=holding, label=f"{kind} trajectory")
-            if verdict.ok:
-                return self.execute(trajectory, holding=holding, label=f"{kind} trajectory", stop_gen=gen)
+            if verdict.ok:  # checked just now: execute without sampling it a second time
+                return self._execute_checked(trajectory, gen, f"{kind} trajectory")
             self.log.warning(f"planned {kind} trajectory refused by the safety envelope (try {attempt + 1} of "
                              f"{tries}): {'; '.join(verdict.reasons)}")
         verdict.raise_if_unsafe()
