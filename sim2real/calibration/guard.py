@@ -27,7 +27,7 @@ CALIBRATION_HOME_SPEED = 0.2
 """``home()`` speed fraction while calibrating."""
 
 PROVISIONAL_ENVELOPE = SafetyEnvelope(
-    margin_m=0.0,           # the default workspace box itself: x [0.25, 0.75] m, y [-0.5, 0.5] m of the base
+    margin_m=0.0,           # the default workspace box itself (GENSIM_WORKSPACE), in the base frame
     min_height_m=0.05,      # 5 cm above the base plane (the table the robot stands on), table not yet measured
     max_height_m=0.6,
     max_tilt_deg=80.0,      # hand-eye poses tilt the board towards the camera; nothing is held
