@@ -334,18 +334,12 @@ def test_executor_busy_ignores_new_poses(ros):
 def test_executor_home_service(ros):
     from sim2real.ros.nodes import executor
 
-    class HomingRobot(DryRunRobot):
-        homed = 0
-
-        def go_home(self):
-            self.homed += 1
-
     ros_fakes.Node.overrides = {"mode": "auto", "go_home": False}
-    inner = HomingRobot()
+    inner = DryRunRobot()
     node = executor.make_node(robot=FrameRobot(inner))
     trigger = ros_fakes.sys.modules["std_srvs.srv"].Trigger
     response = node.call("/executor/home", trigger.Request())
-    assert response.success and inner.homed == 1 and inner.commands[-1]["cmd"] == "stop"
+    assert response.success and [c["cmd"] for c in inner.commands] == ["home", "stop"]
 
 
 # ------------------------------------------------------------------------------------------ pipeline
@@ -386,6 +380,7 @@ def test_calibration_tf_node_broadcasts_the_calibration(ros, tmp_path):
 
 def test_trials_node_runs_labels_and_logs_a_trial(ros, tmp_path):
     from sim2real.ros.nodes import trials
+    from sim2real.ros.steps import decode_goal
     from sim2real.tasks import TaskSpec
     from sim2real.trials.log import load_trials
 
@@ -412,9 +407,10 @@ def test_trials_node_runs_labels_and_logs_a_trial(ros, tmp_path):
         while time.monotonic() < deadline and seen < 2:
             goals = node.published(GOAL_TOPIC)
             if len(goals) > seen:
-                assert goals[seen].data == "build a wheel"
+                goal, step_id = decode_goal(goals[seen].data)
+                assert goal == "build a wheel" and step_id
                 seen += 1
-                node.deliver(STEP_RESULT_TOPIC, String(data=json.dumps(next(replies))))
+                node.deliver(STEP_RESULT_TOPIC, String(data=json.dumps({**next(replies), "step_id": step_id})))
             time.sleep(0.01)
 
     deadline = time.monotonic() + 5
