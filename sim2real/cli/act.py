@@ -63,8 +63,11 @@ def load_observation(path):
 
 
 def run(args) -> int:
+    from sim2real.cli.paths import output_file
     from sim2real.policy import Policy
 
+    output_file(args.save_maps, "--save-maps")
+    output_file(args.png, "--png")
     p0 = parse_pixel(args.p0) if args.p0 else None
     img = load_observation(args.observation)
     policy = Policy.from_checkpoint(args.checkpoint, device=args.device, batchnorm=args.batchnorm,

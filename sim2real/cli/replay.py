@@ -37,10 +37,12 @@ def run(args) -> int:
     from sim2real.trials.provenance import sha256_file
     from sim2real.trials.replay import DEFAULT_RADIUS_PX, replay_campaign, write_replay
 
+    from sim2real.cli.paths import output_dir
+
     radius = DEFAULT_RADIUS_PX if args.radius_px is None else args.radius_px
+    out = output_dir(Path(args.out) if args.out else Path(args.dir) / f"replay_{Path(args.checkpoint).stem}", "--out")
     policy = load_policy(args.checkpoint, args.device)
     result = replay_campaign(args.dir, policy, radius_px=radius, limit=args.limit, progress=True)
-    out = Path(args.out) if args.out else Path(args.dir) / f"replay_{Path(args.checkpoint).stem}"
     path = write_replay(result, out, source=str(args.dir), checkpoint=str(args.checkpoint), radius_px=radius,
                         checkpoint_sha256=getattr(policy, "checkpoint_sha256", None) or sha256_file(args.checkpoint))
     overall = result.per_task["all"]

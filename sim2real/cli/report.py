@@ -27,8 +27,10 @@ def run(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from sim2real.cli.paths import output_dir
     from sim2real.trials.report import write_report
 
+    output_dir(args.out, "--out")
     console = Console(stderr=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -158,9 +158,27 @@ def make_operator(args, interactive_default: bool):
     return CLIOperator(name=args.operator_name)
 
 
-def _check_args(args) -> None:
+def check_robot(robot: str) -> None:
+    """InputError unless ``robot`` is sim, dry-run, a shipped arm config or an existing YAML path."""
+    from sim2real.config import config_dir
     from sim2real.errors import InputError
 
+    arms = sorted(p.stem for p in (config_dir() / "robots").glob("*.yaml") if p.stem != "sim")
+    if robot in ("sim", "dry-run") or robot in arms:
+        return
+    if robot.endswith((".yaml", ".yml")) or "/" in robot:
+        if Path(robot).is_file():
+            return
+        raise InputError(f"--robot {robot}: no such robot config file")
+    raise InputError(f"unknown robot {robot!r}; choose sim, dry-run, {', '.join(arms)} or a config path")
+
+
+def _check_args(args) -> None:
+    from sim2real.cli.paths import output_dir
+    from sim2real.errors import InputError
+
+    check_robot(args.robot)
+    output_dir(args.out, "--out")
     if args.trials is not None and args.trials < 1:
         raise InputError(f"--trials must be >= 1, got {args.trials}")
     if args.max_steps is not None and args.max_steps < 1:
