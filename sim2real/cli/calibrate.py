@@ -100,8 +100,8 @@ def _xyz(text, name, n=3) -> np.ndarray:
         v = np.array([float(x) for x in str(text).split(",")])
     except ValueError:
         raise InputError(f"--{name} must be {n} comma-separated numbers in metres, got {text!r}") from None
-    if v.shape != (n,):
-        raise InputError(f"--{name} must be {n} comma-separated numbers, got {text!r}")
+    if v.shape != (n,) or not np.all(np.isfinite(v)):
+        raise InputError(f"--{name} must be {n} comma-separated finite numbers, got {text!r}")
     return v
 
 
@@ -112,6 +112,8 @@ def _xyz(text, name, n=3) -> np.ndarray:
 def run_board(args) -> int:
     from sim2real.calibration.board import load_board, write_printable
 
+    if not 72 <= args.dpi <= 2400:
+        raise InputError(f"--dpi {args.dpi}: use 72 to 2400 (300 prints sharp squares)")
     for suffix in (".png", ".pdf"):
         target = output_file(Path(args.out).with_suffix(suffix), "--out")
         refuse_shipped(target, "--out", args.force)
@@ -219,7 +221,16 @@ def run_handeye(args) -> int:
     from sim2real.calibration.handeye import solve_handeye
 
     board = load_board(args.board)
+    from sim2real.calibration.handeye import METHOD_NAMES
+
     methods = tuple(m.strip().upper() for m in args.methods.split(",") if m.strip())
+    if not methods or set(methods) - set(METHOD_NAMES):
+        raise InputError(f"--methods {args.methods!r}: choose from {','.join(METHOD_NAMES)}")
+    for flag in ("center", "look_from", "bracket"):  # before the robot moves
+        if getattr(args, flag) not in (None, ""):
+            _xyz(getattr(args, flag), flag.replace("_", "-"))
+    if args.poses < 3 and not (args.from_samples or args.freedrive):
+        raise InputError(f"--poses {args.poses}: hand-eye samples need at least 3 poses (16 recommended)")
     name = _default_name(args)
     out = output_file(Path(args.out) if args.out else USER_CALIBRATION_DIR / f"{name}.yaml", "--out")
     refuse_shipped(out, "--out", args.force)
@@ -362,7 +373,7 @@ def _load_samples(path):
         return [HandEyeSample.from_dict(d) for d in data["samples"]], data
     except FileNotFoundError:
         raise InputError(f"{path}: samples file not found (write one with --samples-out)") from None
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, OSError) as e:  # UnicodeDecodeError is a ValueError
         raise InputError(f"{path}: not a samples file written by --samples-out ({e})") from None
 
 
