@@ -30,7 +30,7 @@ def register(sub) -> None:
                    help="CLIP visual trunk arithmetic; auto = float16, the reference's (exact); float16-emulated is "
                         "~3.9x faster on CPU but only approximately equal")
     p.add_argument("--rotation", choices=("kornia-0.4", "kornia-0.5+"),
-                   help="rotation numerics (default: the family's reference, see README)")
+                   help="rotation numerics (default: the family's reference, see docs/policy.md)")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="allow checkpoints that need pickle code execution (only for files you trust)")
     p.set_defaults(func=run)
