@@ -136,7 +136,7 @@ def test_replay_cli(tmp_path, monkeypatch, capsys):
     assert main(["replay", str(camp), "--checkpoint", str(ckpt)]) == 2
     assert "checkpoint file not found" in capsys.readouterr().err
     ckpt.write_bytes(b"x")
-    monkeypatch.setattr(replay_cli, "load_policy", lambda path, device: OffsetPolicy((3, 4), (0, 0)))
+    monkeypatch.setattr(replay_cli, "load_policy", lambda path, args: OffsetPolicy((3, 4), (0, 0)))
     assert main(["replay", str(camp), "--checkpoint", str(ckpt), "--radius-px", "4"]) == 0
     out = capsys.readouterr().out
     assert "agreement 0.0%" in out and "pick Δ 5.0 px" in out

@@ -24,6 +24,8 @@ import re
 import time
 from pathlib import Path
 
+from sim2real.cli.policy_args import add_policy_args, load_checkpoint_policy
+
 ROBOT_HELP = ("'sim' (the PyBullet twin, default), 'dry-run' (records commands, never moves), or a real arm: "
               "ur5 | xarm6 | xarm7 | a robot config YAML (MoveIt 2 via moveit_py; needs a sourced ROS 2)")
 
@@ -65,14 +67,15 @@ def register(sub) -> None:
     p.add_argument("--order", choices=["blocked", "randomised"], help="trial order (default blocked)")
     p.add_argument("--max-steps", type=int, help="override every task's step budget")
     p.add_argument("--renderer", choices=["egl", "tiny"], help="force a renderer (default: EGL if it loads)")
-    p.add_argument("--device", default="cpu", help="torch device for a checkpoint policy")
+    add_policy_args(p)
     p.add_argument("--gallery", action="store_true", help="also write the per-trial gallery pages (slower)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
-def load_policy(spec: str, device: str = "cpu"):
-    """'oracle' (returned as the string; the twin binds it per trial) or a checkpoint Policy.
+def load_policy(spec: str, args):
+    """'oracle' (returned as the string; the twin binds it per trial) or a checkpoint Policy loaded
+    with the shared policy options (:mod:`sim2real.cli.policy_args`).
 
     torch is imported only here, for a checkpoint, so oracle runs never load it.
     """
@@ -80,19 +83,10 @@ def load_policy(spec: str, device: str = "cpu"):
 
     if spec == "oracle":
         return "oracle"
-    path = Path(spec)
-    if not path.is_file():
+    if not Path(spec).is_file():
         raise InputError(f"--policy {spec!r}: not 'oracle' and no such checkpoint file; pass --policy oracle "
                          "or the path of a CLIPort/GenSim checkpoint")
-    try:  # lazy: pulls in torch
-        from sim2real.policy import Policy
-    except ImportError:
-        try:
-            from sim2real.policy.policy import Policy
-        except ImportError as e:
-            raise InputError(f"--policy {spec!r}: the checkpoint policy cannot be imported ({e}); "
-                             "install the policy dependencies (torch, open_clip) or use --policy oracle") from None
-    return Policy.from_checkpoint(path, device=device)
+    return load_checkpoint_policy(spec, args, progress=not getattr(args, "no_progress", False))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -173,6 +167,20 @@ def check_robot(robot: str) -> None:
     raise InputError(f"unknown robot {robot!r}; choose sim, dry-run, {', '.join(arms)} or a config path")
 
 
+def _need_terminal(operator) -> None:
+    """A CLI operator answers on stdin: without a terminal nobody can, and the run would end at once
+    having done nothing (exit 0); refuse before anything starts instead."""
+    import sys
+
+    from sim2real.errors import InputError
+    from sim2real.trials.operator import CLIOperator
+
+    stdin = sys.stdin
+    if isinstance(operator, CLIOperator) and not (stdin is not None and stdin.isatty()):
+        raise InputError("--operator cli asks a person to reset the scene and label every trial, but stdin is not a "
+                         "terminal; run the command in a terminal (on the twin, --operator auto labels for you)")
+
+
 def _check_args(args) -> None:
     from sim2real.cli.paths import output_dir
     from sim2real.errors import InputError
@@ -214,7 +222,7 @@ def run(args) -> int:
 
 
 def _policy(args):
-    policy = load_policy(args.policy, args.device)
+    policy = load_policy(args.policy, args)
     name = "oracle" if policy == "oracle" else getattr(policy, "name", Path(args.policy).stem)
     return policy, name
 
@@ -280,12 +288,25 @@ def _campaign(args, console, campaign, run_trial, operator, policy_name, provena
     from sim2real.trials.campaign import run_campaign
     from sim2real.trials.log import TrialLog
 
+    _need_terminal(operator)
     log = TrialLog(args.out)
     try:
         return run_campaign(campaign, log, run_trial, operator, policy=policy_name, provenance=provenance,
                             progress=not args.no_progress, console=console, meta=meta)
+    except KeyboardInterrupt:
+        console.print(interrupted_message(args, len(log.records())), highlight=False)
+        raise
     finally:
         log.close()
+
+
+def interrupted_message(args, saved: int) -> str:
+    """What Ctrl-C left on disk and the exact command that resumes."""
+    import shlex
+
+    argv = getattr(args, "argv", None) or ["run", "--out", str(args.out)]
+    return (f"interrupted: {saved} finished trial(s) are saved in {args.out}/trials.jsonl with their artefacts; "
+            "the trial in progress is redone on resume. Resume with:\n  sim2real " + shlex.join(argv))
 
 
 def _finish(args, console, campaign, summary, t_start) -> int:
