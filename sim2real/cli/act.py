@@ -76,7 +76,7 @@ def run(args) -> int:
         _atomic_savez(args.save_maps, pick_logits=action.pick_logits.astype(np.float32),
                       place_logits=action.place_logits.astype(np.float32))
     if args.png:
-        from sim2real.policy.affordance_png import save_affordance_png
+        from sim2real.viz import save_affordance_png
         save_affordance_png(args.png, img, action, title=args.goal)
     print(json.dumps(action.to_dict()))
     return 0

@@ -98,3 +98,18 @@ def refuse_shipped(path, flag: str, force: bool) -> None:
     if path is not None and not force and Path(path).exists() and is_shipped(path):
         raise InputError(f"{flag} {path} is a file shipped with sim2real; write elsewhere (default "
                          f"{USER_CALIBRATION_DIR}/) or pass --force to overwrite it")
+
+
+WIDE_COLUMNS = 200
+"""Output width when not writing to a terminal (rich would wrap tables and lines at 80 columns)."""
+
+
+def console(stderr: bool = False):
+    """A rich Console: the terminal's width on a terminal, else WIDE_COLUMNS (logs and pipes keep
+    whole lines; a table never folds its cells at column 80)."""
+    from rich.console import Console
+
+    c = Console(stderr=stderr)
+    if not c.is_terminal:
+        c = Console(stderr=stderr, width=WIDE_COLUMNS)
+    return c

@@ -36,9 +36,9 @@ def policy_kwargs(args) -> dict:
 @contextmanager
 def status(message: str, enabled: bool = True):
     """A rich spinner on stderr with the elapsed time; prints '<message>: done in N s' afterwards."""
-    from rich.console import Console
+    from sim2real.cli.paths import console as cli_console
 
-    console = Console(stderr=True)
+    console = cli_console(stderr=True)
     t0 = time.monotonic()
     if not enabled:
         yield

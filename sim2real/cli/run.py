@@ -20,6 +20,8 @@ robot YAML (MoveIt 2 through moveit_py; needs a sourced ROS 2, else use
 """
 from __future__ import annotations
 
+from sim2real.cli.paths import console as cli_console
+
 import re
 import time
 from pathlib import Path
@@ -198,12 +200,11 @@ def _check_args(args) -> None:
 # ----------------------------------------------------------------------------------------------
 
 def run(args) -> int:
-    from rich.console import Console
 
     from sim2real.errors import InputError
     from sim2real.tasks import load_all
 
-    console = Console(stderr=True)
+    console = cli_console(stderr=True)
     _check_args(args)
     kind, camera_file = camera_choice(args)
     if args.robot == "sim" and kind != "twin":
