@@ -10,7 +10,8 @@ def register(sub) -> None:
     p = sub.add_parser("replay", help="would another checkpoint have done the same? (offline, recorded steps)",
                        description="Run another checkpoint on every recorded heightmap observation and goal of a "
                                    "campaign directory and compare its picks and places with the executed ones: "
-                                   "pixel distance, same-object rate (twin), agreement per task.")
+                                   "pixel distance, same-object rate (twin), agreement per task. Interrupted, the "
+                                   "same command resumes where it stopped.")
     p.add_argument("dir", metavar="DIR", help="campaign directory (trials.jsonl + per-trial artefacts)")
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="the other policy checkpoint")
     p.add_argument("--out", metavar="OUT", help="output directory (default: DIR/replay_<checkpoint name>)")
@@ -27,17 +28,24 @@ def load_policy(checkpoint: str, args):
 
 
 def run(args) -> int:
-    from sim2real.trials.provenance import sha256_file
-    from sim2real.trials.replay import DEFAULT_RADIUS_PX, replay_campaign, write_replay
-
     from sim2real.cli.paths import output_dir
+    from sim2real.errors import InputError
+    from sim2real.trials.provenance import sha256_file
+    from sim2real.trials.replay import DEFAULT_RADIUS_PX, PROGRESS_FILE, replay_campaign, write_replay
 
     radius = DEFAULT_RADIUS_PX if args.radius_px is None else args.radius_px
+    if not radius > 0:
+        raise InputError(f"--radius-px must be > 0, got {radius}")
+    if not (Path(args.dir) / "trials.jsonl").is_file():
+        raise InputError(f"{args.dir}: no trials.jsonl; give a campaign directory (the --out of `sim2real run`)")
     out = output_dir(Path(args.out) if args.out else Path(args.dir) / f"replay_{Path(args.checkpoint).stem}", "--out")
     policy = load_policy(args.checkpoint, args)
-    result = replay_campaign(args.dir, policy, radius_px=radius, limit=args.limit, progress=True)
+    # resumable: each compared step is appended to OUT/replay_progress.jsonl; a rerun skips those
+    sha = getattr(policy, "checkpoint_sha256", None) or sha256_file(args.checkpoint)
+    result = replay_campaign(args.dir, policy, radius_px=radius, limit=args.limit, progress=True,
+                             resume=out / PROGRESS_FILE, checkpoint_id=sha)
     path = write_replay(result, out, source=str(args.dir), checkpoint=str(args.checkpoint), radius_px=radius,
-                        checkpoint_sha256=getattr(policy, "checkpoint_sha256", None) or sha256_file(args.checkpoint))
+                        checkpoint_sha256=sha)
     overall = result.per_task["all"]
     rate = (lambda v: "n/a (no segmentation recorded)" if v is None else f"{100 * v:.1f}%")
     print(f"{overall['steps']} steps: agreement {100 * overall['agreement']:.1f}%, pick Δ "
