@@ -106,3 +106,9 @@ def _check(cases, capsys):
         elif rc == 2 and not err.strip():
             failures.append((argv, rc, "exit 2 without a message"))
     assert not failures, "\n".join(map(str, failures))
+
+
+def test_a_tiny_pixel_size_is_refused_with_the_grid_size_not_a_memory_error(capsys):
+    assert main(["heightmap", "--frame", "missing.npz", "--out", "/tmp/never.npz", "--pixel-size", "1e-7"]) == 2
+    err = capsys.readouterr().err
+    assert "makes a 1e+07 x 5e+06 heightmap" in err and "use at least" in err
