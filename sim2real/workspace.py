@@ -22,6 +22,11 @@ GENSIM_BOUNDS = ((0.25, 0.75), (-0.5, 0.5), (0.0, 0.28))
 GENSIM_PIXEL_SIZE = 0.003125
 """Heightmap pixel size in metres of GenSim's dataset and agents."""
 
+MAX_CELLS = 16_000_000
+"""Largest heightmap grid (rows x cols) a Workspace accepts: 313x GenSim's 51,200 cells, ~0.3 GB of
+colour + height + scratch arrays. A pixel size that asks for more is a typo (1e-7 m would need
+~180 TiB), refused with a message instead of a MemoryError."""
+
 
 @dataclass(frozen=True, eq=False)
 class Workspace:
@@ -49,10 +54,18 @@ class Workspace:
         if not (np.isfinite(pixel_size) and pixel_size > 0):
             raise ConfigError(f"pixel size must be a positive number of metres, got {self.pixel_size}")
         bounds.setflags(write=False)
-        width = int(np.round((bounds[0, 1] - bounds[0, 0]) / pixel_size))
-        height = int(np.round((bounds[1, 1] - bounds[1, 0]) / pixel_size))
-        if width < 1 or height < 1:
+        with np.errstate(over="ignore"):
+            cols = float(np.round((bounds[0, 1] - bounds[0, 0]) / pixel_size))
+            rows = float(np.round((bounds[1, 1] - bounds[1, 0]) / pixel_size))
+        if cols < 1 or rows < 1:
             raise ConfigError(f"pixel size {pixel_size} m is larger than the workspace; use a smaller one")
+        if cols * rows > MAX_CELLS:
+            with np.errstate(over="ignore"):
+                area = float((bounds[0, 1] - bounds[0, 0]) * (bounds[1, 1] - bounds[1, 0]))
+            smallest = f"use at least {np.sqrt(area / MAX_CELLS):.2g} m" if np.isfinite(area) else "use smaller bounds"
+            raise ConfigError(f"pixel size {pixel_size} m makes a {rows:.3g} x {cols:.3g} heightmap (more than "
+                              f"{MAX_CELLS:,} cells); {smallest} (GenSim's pixel is {GENSIM_PIXEL_SIZE} m)")
+        height, width = int(rows), int(cols)
         object.__setattr__(self, "bounds", bounds)
         object.__setattr__(self, "pixel_size", pixel_size)
         object.__setattr__(self, "_shape", (height, width))

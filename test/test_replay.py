@@ -9,7 +9,7 @@ import pytest
 from sim2real.action import PickPlaceAction, PixelPose
 from sim2real.heightmap import HeightmapObservation
 from sim2real.trials.log import TrialLog, TrialLogError
-from sim2real.trials.replay import replay_campaign, write_replay
+from sim2real.trials.replay import DEFAULT_RADIUS_PX, replay_campaign, write_replay
 from sim2real.workspace import GENSIM_WORKSPACE
 
 WS = GENSIM_WORKSPACE
@@ -136,7 +136,7 @@ def test_replay_cli(tmp_path, monkeypatch, capsys):
     assert main(["replay", str(camp), "--checkpoint", str(ckpt)]) == 2
     assert "checkpoint file not found" in capsys.readouterr().err
     ckpt.write_bytes(b"x")
-    monkeypatch.setattr(replay_cli, "load_policy", lambda path, device: OffsetPolicy((3, 4), (0, 0)))
+    monkeypatch.setattr(replay_cli, "load_policy", lambda path, args: OffsetPolicy((3, 4), (0, 0)))
     assert main(["replay", str(camp), "--checkpoint", str(ckpt), "--radius-px", "4"]) == 0
     out = capsys.readouterr().out
     assert "agreement 0.0%" in out and "pick Δ 5.0 px" in out
@@ -160,3 +160,33 @@ def test_replay_cli_with_a_real_checkpoint(tmp_path, capsys):
     assert hashlib.sha256(ckpt.read_bytes()).hexdigest() in text
     rows = list(csv.DictReader(open(tmp_path / "r/replay_steps.csv")))
     assert len(rows) == 1 and float(rows[0]["pick_dist_px"]) >= 0 and rows[0]["same_pick_object"] in ("0", "1")
+
+
+def test_an_interrupted_replay_resumes_where_it_stopped(tmp_path, monkeypatch, capsys):
+    """Issue 11.6: the second run acts only on the steps the first did not finish; same result."""
+    from sim2real.cli import main
+    from sim2real.cli import replay as replay_cli
+
+    camp = recorded_campaign(tmp_path / "c")
+    ckpt = tmp_path / "other.ckpt"
+    ckpt.write_bytes(b"x")
+    n_steps = len(list(camp.glob("trials/*/*/step_*.json")))
+
+    class Interrupted(OffsetPolicy):
+        def act(self, obs, goal):
+            if len(self.goals) == 2:
+                raise KeyboardInterrupt
+            return super().act(obs, goal)
+
+    first = Interrupted((3, 4), (0, 0))
+    monkeypatch.setattr(replay_cli, "load_policy", lambda path, args: first)
+    assert main(["replay", str(camp), "--checkpoint", str(ckpt)]) == 130
+    second = OffsetPolicy((3, 4), (0, 0))
+    monkeypatch.setattr(replay_cli, "load_policy", lambda path, args: second)
+    assert main(["replay", str(camp), "--checkpoint", str(ckpt)]) == 0
+    assert len(first.goals) == 2 and len(second.goals) == n_steps - 2
+    resumed = (camp / "replay_other" / "replay_steps.csv").read_text()
+    whole = replay_campaign(camp, OffsetPolicy((3, 4), (0, 0)))
+    write_replay(whole, tmp_path / "whole", source="s", checkpoint="c", radius_px=DEFAULT_RADIUS_PX)
+    assert sorted(resumed.splitlines()) == sorted((tmp_path / "whole" / "replay_steps.csv").read_text().splitlines())
+    assert "replay" in capsys.readouterr().err  # the progress bar

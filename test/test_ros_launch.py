@@ -28,10 +28,8 @@ def declared_arguments(path: Path) -> list:
 
 
 def readme_text() -> str:
-    readme = ROOT / "README.md"
-    if readme.is_file() and "Running on the real robot" in readme.read_text():
-        return readme.read_text()
-    return (ROOT / "docs" / "readme_ros.md").read_text()
+    """The ROS page (README links to it): launch argument tables live there."""
+    return (ROOT / "docs" / "ros.md").read_text()
 
 
 def readme_arguments(launch_file: str) -> list:

@@ -148,9 +148,6 @@ def test_node_modules_declare_through_the_schema_only(path):
 
 
 def test_docs_embed_the_generated_tables():
-    readme = ROOT / "README.md"
-    text = readme.read_text() if readme.is_file() else ""
-    if "Running on the real robot" not in text:
-        text = (ROOT / "docs" / "readme_ros.md").read_text()
+    text = (ROOT / "docs" / "ros.md").read_text()
     for node in params.NODES:
         assert params.markdown_table(node) in text, f"README table of node {node} is out of date"

@@ -129,8 +129,9 @@ def test_resume_with_a_different_protocol_or_checkpoint_is_refused(tmp_path):
     with TrialLog(tmp_path) as log:
         run_campaign(camp, log, run, AutoOperator(), provenance={"checkpoint": {"sha256": "1" * 64}},
                      console=quiet())
-        with pytest.raises(CampaignError, match="trials: 1 -> 2"):
-            run_campaign(Campaign(tasks=("a",), trials=2), log, run, AutoOperator(), console=quiet())
+        with pytest.raises(CampaignError, match="seed: 0 -> 5"):
+            run_campaign(Campaign(tasks=("a",), trials=1, seed=5), log, run, AutoOperator(),
+                         provenance={"checkpoint": {"sha256": "1" * 64}}, console=quiet())
         with pytest.raises(CampaignError, match="checkpoint"):
             run_campaign(camp, log, run, AutoOperator(), provenance={"checkpoint": {"sha256": "2" * 64}},
                          console=quiet())
@@ -138,6 +139,13 @@ def test_resume_with_a_different_protocol_or_checkpoint_is_refused(tmp_path):
             run_campaign(camp, log, run, AutoOperator(), provenance={}, console=quiet())
         with pytest.raises(CampaignError, match="policy 'policy'"):
             run_campaign(camp, log, run, AutoOperator(), policy="oracle", console=quiet())
+        # more trials extend the campaign (issue 11.6); fewer are refused
+        more = run_campaign(Campaign(tasks=("a",), trials=2), log, run, AutoOperator(),
+                            provenance={"checkpoint": {"sha256": "1" * 64}}, console=quiet())
+        assert [r["trial"] for r in log.records()] == [0, 1] and more.planned == 2
+        with pytest.raises(CampaignError, match="trials: 2 -> 1"):
+            run_campaign(camp, log, run, AutoOperator(), provenance={"checkpoint": {"sha256": "1" * 64}},
+                         console=quiet())
 
 
 def test_crash_inside_run_trial_stops_campaign_and_trial_is_retried(tmp_path):

@@ -21,8 +21,15 @@ def _records(out):
     return [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
 
 
+class _Terminal(io.StringIO):
+    """A terminal on which ``text`` is typed (the CLI operator refuses stdin that is not a terminal)."""
+
+    def isatty(self):
+        return True
+
+
 def _stdin(monkeypatch, text):
-    monkeypatch.setattr(sys, "stdin", io.StringIO(text))
+    monkeypatch.setattr(sys, "stdin", _Terminal(text))
 
 
 def test_campaign_yaml_with_cli_overrides(tmp_path):

@@ -126,11 +126,11 @@ def test_replay_of_a_twin_campaign_reports_a_real_same_object_rate(tmp_path, mon
     ckpt = tmp_path / "other.ckpt"
     ckpt.write_bytes(b"x")
     # the same picks and places: same object everywhere
-    monkeypatch.setattr(replay_cli, "load_policy", lambda path, device: _ScriptedPolicy(pairs))
+    monkeypatch.setattr(replay_cli, "load_policy", lambda path, args: _ScriptedPolicy(pairs))
     assert main(["replay", str(out), "--checkpoint", str(ckpt), "--out", str(tmp_path / "r1")]) == 0
     assert "same object: pick 100.0%, place 100.0%" in capsys.readouterr().out
     # picks 12 cm off (40 px in y): on the table or another object, never the one the robot picked
-    monkeypatch.setattr(replay_cli, "load_policy", lambda path, device: _ScriptedPolicy(pairs, (40, 0)))
+    monkeypatch.setattr(replay_cli, "load_policy", lambda path, args: _ScriptedPolicy(pairs, (40, 0)))
     assert main(["replay", str(out), "--checkpoint", str(ckpt), "--out", str(tmp_path / "r2")]) == 0
     text = capsys.readouterr().out
     assert "same object: pick 0.0%, place 100.0%" in text

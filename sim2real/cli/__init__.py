@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Entry point of the ``sim2real`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the exact command line, e.g. for the resume hint after Ctrl-C
     try:
         return int(args.func(args) or 0)
     except Sim2RealError as e:

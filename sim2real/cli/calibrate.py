@@ -4,6 +4,9 @@
     handeye  move the robot (twin `sim`, `synthetic`, or a MoveIt robot) through poses, or free-drive,
              and solve T_base_camera (all five OpenCV methods, choose by consistency, refine, outliers)
     table    fit the table plane (RANSAC on depth) and save the workspace frame into the calibration
+
+Calibrations and check images go to runs/calibration/ by default; files shipped with sim2real
+(calibration/, config/) are only overwritten with --force.
     check    heightmap of the current scene with the bounds grid, statistics against the simulator's
              normalisation constants, and an optional touch test (--touch N)
 """
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sim2real.cli.paths import USER_CALIBRATION_DIR, is_shipped, output_file, refuse_shipped
 from sim2real.errors import CalibrationError, InputError
 
 ROBOTS_HELP = "sim (PyBullet twin), synthetic (exact pinhole rig, no simulator), or a robot config name/path (MoveIt)"
@@ -27,12 +31,14 @@ def register(sub) -> None:
 
     b = cmds.add_parser("board", help="write a printable true-scale ChArUco board (PDF + PNG)")
     b.add_argument("--board", metavar="YAML", help="board config (default config/calibration/board.yaml)")
-    b.add_argument("--out", default="calibration/board", metavar="STEM", help="output stem (default calibration/board)")
+    b.add_argument("--out", default=str(USER_CALIBRATION_DIR / "board"), metavar="STEM",
+                   help=f"output stem: STEM.pdf and STEM.png (default {USER_CALIBRATION_DIR / 'board'})")
+    b.add_argument("--force", action="store_true", help="allow overwriting a file shipped with sim2real")
     b.add_argument("--dpi", type=int, default=300)
     b.add_argument("--paper", default="auto", help="auto (smallest A-size that fits), fit, A4, A3, A2, Letter")
     b.set_defaults(func=run_board)
 
-    h = cmds.add_parser("handeye", help="hand-eye calibration -> calibration/<name>.yaml")
+    h = cmds.add_parser("handeye", help=f"hand-eye calibration -> {USER_CALIBRATION_DIR}/<name>.yaml")
     _robot_args(h)
     h.add_argument("--mode", default="eye_to_hand", choices=("eye_to_hand", "eye_in_hand"))
     h.add_argument("--poses", type=int, default=16, metavar="N", help="generated poses (default 16)")
@@ -59,13 +65,14 @@ def register(sub) -> None:
     t.add_argument("--yaw-deg", type=float, default=0.0, help="rotation of the workspace about the table normal")
     t.add_argument("--reach", type=float, metavar="M", help="robot reach (m) for the coverage warning")
     t.add_argument("--inlier-mm", type=float, default=4.0, help="RANSAC inlier distance (mm)")
-    t.add_argument("--png", metavar="FILE", help="check image (default next to the calibration: <name>_table.png)")
+    t.add_argument("--png", metavar="FILE", help="check image (default next to the written calibration: <name>_table.png)")
     t.set_defaults(func=run_table)
 
     c = cmds.add_parser("check", help="check image + heightmap statistics (+ touch test with --touch N)")
     _robot_args(c, need_robot=False)
     c.add_argument("--calibration", required=True, metavar="FILE")
-    c.add_argument("--png", metavar="FILE", help="check image (default <name>_check.png next to the calibration)")
+    c.add_argument("--png", metavar="FILE", help="check image (default <name>_check.png next to the calibration, or "
+                                                  f"in {USER_CALIBRATION_DIR}/ for a shipped one)")
     c.add_argument("--touch", type=int, default=0, metavar="N", help="touch test on N board corners (board flat on the table)")
     c.add_argument("--hover-mm", type=float, default=5.0, help="touch test: height above the corners (mm)")
     c.add_argument("--not-empty", action="store_true", help="the table is not empty (skip the flat-table check)")
@@ -76,7 +83,11 @@ def _robot_args(p, need_robot: bool = True) -> None:
     p.add_argument("--robot", default="sim" if need_robot else None, help=ROBOTS_HELP)
     p.add_argument("--board", metavar="YAML", help="board config (default config/calibration/board.yaml)")
     p.add_argument("--name", help="calibration name (default twin_default for sim, else <robot>_<camera>)")
-    p.add_argument("--out", metavar="FILE", help="calibration YAML to write (default calibration/<name>.yaml)")
+    p.add_argument("--out", metavar="FILE", help=f"calibration YAML to write (handeye: default "
+                                                 f"{USER_CALIBRATION_DIR}/<name>.yaml; table: default the "
+                                                 f"--calibration file, or {USER_CALIBRATION_DIR}/ for a shipped one)")
+    p.add_argument("--force", action="store_true",
+                   help="allow overwriting a file shipped with sim2real (calibration/, config/)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--serial", metavar="S", help="RealSense serial (real robot)")
     src.add_argument("--playback", metavar="FILE", help="RealSense .db3 recording (table/check only)")
@@ -89,8 +100,8 @@ def _xyz(text, name, n=3) -> np.ndarray:
         v = np.array([float(x) for x in str(text).split(",")])
     except ValueError:
         raise InputError(f"--{name} must be {n} comma-separated numbers in metres, got {text!r}") from None
-    if v.shape != (n,):
-        raise InputError(f"--{name} must be {n} comma-separated numbers, got {text!r}")
+    if v.shape != (n,) or not np.all(np.isfinite(v)):
+        raise InputError(f"--{name} must be {n} comma-separated finite numbers, got {text!r}")
     return v
 
 
@@ -101,6 +112,11 @@ def _xyz(text, name, n=3) -> np.ndarray:
 def run_board(args) -> int:
     from sim2real.calibration.board import load_board, write_printable
 
+    if not 72 <= args.dpi <= 2400:
+        raise InputError(f"--dpi {args.dpi}: use 72 to 2400 (300 prints sharp squares)")
+    for suffix in (".png", ".pdf"):
+        target = output_file(Path(args.out).with_suffix(suffix), "--out")
+        refuse_shipped(target, "--out", args.force)
     board = load_board(args.board)
     png, pdf = write_printable(board, args.out, dpi=args.dpi, paper=args.paper)
     w, h = board.size_m
@@ -246,9 +262,20 @@ def run_handeye(args) -> int:
     from sim2real.calibration.handeye import solve_handeye
 
     board = load_board(args.board)
+    from sim2real.calibration.handeye import METHOD_NAMES
+
     methods = tuple(m.strip().upper() for m in args.methods.split(",") if m.strip())
+    if not methods or set(methods) - set(METHOD_NAMES):
+        raise InputError(f"--methods {args.methods!r}: choose from {','.join(METHOD_NAMES)}")
+    for flag in ("center", "look_from", "bracket"):  # before the robot moves
+        if getattr(args, flag) not in (None, ""):
+            _xyz(getattr(args, flag), flag.replace("_", "-"))
+    if args.poses < 3 and not (args.from_samples or args.freedrive):
+        raise InputError(f"--poses {args.poses}: hand-eye samples need at least 3 poses (16 recommended)")
     name = _default_name(args)
-    out = Path(args.out) if args.out else Path("calibration") / f"{name}.yaml"
+    out = output_file(Path(args.out) if args.out else USER_CALIBRATION_DIR / f"{name}.yaml", "--out")
+    refuse_shipped(out, "--out", args.force)
+    output_file(args.samples_out, "--samples-out")
     rig = None
     try:
         if args.from_samples:
@@ -387,7 +414,7 @@ def _load_samples(path):
         return [HandEyeSample.from_dict(d) for d in data["samples"]], data
     except FileNotFoundError:
         raise InputError(f"{path}: samples file not found (write one with --samples-out)") from None
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, OSError) as e:  # UnicodeDecodeError is a ValueError
         raise InputError(f"{path}: not a samples file written by --samples-out ({e})") from None
 
 
@@ -429,6 +456,8 @@ def run_table(args) -> int:
     from sim2real.heightmap import project_frames
     from sim2real.workspace import GENSIM_WORKSPACE
 
+    target = _table_target(args)
+    png = output_file(Path(args.png) if args.png else target.with_name(target.stem + "_table.png"), "--png")
     cal = load_calibration(args.calibration)
     holder: list = []
     try:
@@ -441,7 +470,7 @@ def run_table(args) -> int:
     fit = fit_table(frame.depth, frame.K, cal.T_base_camera, GENSIM_WORKSPACE, inlier_m=args.inlier_mm / 1000.0)
     T_bw = workspace_frame(fit.plane, _xyz(args.offset, "offset", 2), args.yaw_deg)
     cal = cal.replace(workspace=GENSIM_WORKSPACE, T_base_workspace=T_bw, table=fit.plane)
-    save_calibration(cal, args.calibration)
+    save_calibration(cal, target)
     p = fit.plane
     print(f"table: height {p.height * 1000:+.2f} mm (base z at the workspace centre), tilt {p.tilt_deg:.3f} deg, "
           f"inliers {fit.inlier_fraction * 100:.1f}% of {fit.n_points} points, plane RMS {fit.rms_mm:.2f} mm")
@@ -449,10 +478,30 @@ def run_table(args) -> int:
         print(f"warning: {w}")
     obs = project_frames([replace_frame(frame, cal.T_workspace_camera())], GENSIM_WORKSPACE)
     stats = heightmap_stats(obs, empty_table=True)
-    png = Path(args.png) if args.png else Path(args.calibration).with_name(Path(args.calibration).stem + "_table.png")
     save_check_image(obs, png, stats, title=f"{cal.name}: workspace frame on the fitted table")
-    print(f"updated {args.calibration} (workspace frame + table); check image {png}")
+    verb = "updated" if target == Path(args.calibration) else f"wrote {args.calibration} +"
+    print(f"{verb} {target} (workspace frame + table); check image {png}")
     return 0
+
+
+def _table_target(args) -> Path:
+    """Where `calibrate table` writes: --out, else the --calibration it reads, unless that is a shipped
+    file (then USER_CALIBRATION_DIR/<same name>, or the file itself with --force)."""
+    if args.out:
+        target = output_file(args.out, "--out")
+        refuse_shipped(target, "--out", args.force)
+        return target
+    source = Path(args.calibration)
+    if source.exists() and is_shipped(source) and not args.force:
+        target = USER_CALIBRATION_DIR / source.name
+        print(f"{source} ships with sim2real: writing the result to {target} (--force updates it in place)")
+        return output_file(target, "--out")
+    return output_file(source, "--calibration")
+
+
+def _user_side(path: Path) -> Path:
+    """``path``, or its name in USER_CALIBRATION_DIR when it lies in a shipped folder."""
+    return USER_CALIBRATION_DIR / path.name if is_shipped(path) else path
 
 
 def replace_frame(frame, T):
@@ -472,6 +521,8 @@ def run_check(args) -> int:
     from sim2real.heightmap import project_frames
     from sim2real.workspace import GENSIM_WORKSPACE
 
+    stem = Path(args.calibration).stem + "_check.png"
+    png = output_file(Path(args.png) if args.png else _user_side(Path(args.calibration).with_name(stem)), "--png")
     cal = load_calibration(args.calibration)
     workspace = cal.workspace or GENSIM_WORKSPACE
     if cal.T_base_workspace is None:
@@ -483,7 +534,6 @@ def run_check(args) -> int:
         _same_camera(cal, frame, args.calibration)
         obs = project_frames([replace_frame(frame, cal.T_workspace_camera())], workspace)
         stats = heightmap_stats(obs, empty_table=not args.not_empty)
-        png = Path(args.png) if args.png else Path(args.calibration).with_name(Path(args.calibration).stem + "_check.png")
         save_check_image(obs, png, stats, title=f"{cal.name}: heightmap check")
         print(f"heightmap: colour mean {stats.color_mean:.3f} (z {stats.color_z:+.2f}), height mean "
               f"{stats.height_mean * 1000:.2f} mm (z {stats.height_z:+.2f}), p95 {stats.height_p95 * 1000:.2f} mm, "

@@ -66,8 +66,11 @@ def run(args) -> int:
     from sim2real.frame_io import save_frame_npz
     from sim2real.realsense import EndOfRecording
 
+    from sim2real.cli.paths import output_dir
+
     if args.frames < 1 or args.every < 1:
         raise InputError("--frames and --every must be >= 1")
+    output_dir(args.out, "--out")
     cal = None
     T = np.eye(4)
     if args.calibration:

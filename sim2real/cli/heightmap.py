@@ -36,6 +36,10 @@ def parse_bounds(text: str) -> np.ndarray:
 
 
 def run(args) -> int:
+    from sim2real.cli.paths import output_file
+
+    output_file(args.out, "--out")
+    output_file(args.png, "--png")
     workspace = GENSIM_WORKSPACE.with_overrides(
         bounds=parse_bounds(args.bounds) if args.bounds else None, pixel_size=args.pixel_size)
     frames = []

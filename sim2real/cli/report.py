@@ -1,6 +1,8 @@
 """``sim2real report``: the evaluation table of one or more campaigns (one directory per model)."""
 from __future__ import annotations
 
+from sim2real.cli.paths import console as cli_console
+
 import warnings
 
 
@@ -24,12 +26,13 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from rich.console import Console
     from rich.table import Table
 
+    from sim2real.cli.paths import output_dir
     from sim2real.trials.report import write_report
 
-    console = Console(stderr=True)
+    output_dir(args.out, "--out")
+    console = cli_console(stderr=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         report = write_report(args.dirs, args.out, names=args.names, gallery=not args.no_gallery,
@@ -49,7 +52,7 @@ def run(args) -> int:
         table.add_row(task, *cells)
     means = [report.table.mean(m) for m in report.table.models]
     table.add_row("[bold]mean[/]", *["–" if v is None else f"[bold]{100 * v:.1f}[/]" for v in means])
-    Console().print(table)
+    cli_console().print(table)
     for cmp in report.comparisons:
         r = cmp.overall
         print(f"{cmp.a} vs {cmp.b}: {r.n_pairs} matched trials, {r.a_only} vs {r.b_only} discordant, "

@@ -20,9 +20,13 @@ robot YAML (MoveIt 2 through moveit_py; needs a sourced ROS 2, else use
 """
 from __future__ import annotations
 
+from sim2real.cli.paths import console as cli_console
+
 import re
 import time
 from pathlib import Path
+
+from sim2real.cli.policy_args import add_policy_args, load_checkpoint_policy
 
 ROBOT_HELP = ("'sim' (the PyBullet twin, default), 'dry-run' (records commands, never moves), or a real arm: "
               "ur5 | xarm6 | xarm7 | a robot config YAML (MoveIt 2 via moveit_py; needs a sourced ROS 2)")
@@ -65,14 +69,15 @@ def register(sub) -> None:
     p.add_argument("--order", choices=["blocked", "randomised"], help="trial order (default blocked)")
     p.add_argument("--max-steps", type=int, help="override every task's step budget")
     p.add_argument("--renderer", choices=["egl", "tiny"], help="force a renderer (default: EGL if it loads)")
-    p.add_argument("--device", default="cpu", help="torch device for a checkpoint policy")
+    add_policy_args(p)
     p.add_argument("--gallery", action="store_true", help="also write the per-trial gallery pages (slower)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
-def load_policy(spec: str, device: str = "cpu"):
-    """'oracle' (returned as the string; the twin binds it per trial) or a checkpoint Policy.
+def load_policy(spec: str, args):
+    """'oracle' (returned as the string; the twin binds it per trial) or a checkpoint Policy loaded
+    with the shared policy options (:mod:`sim2real.cli.policy_args`).
 
     torch is imported only here, for a checkpoint, so oracle runs never load it.
     """
@@ -80,19 +85,10 @@ def load_policy(spec: str, device: str = "cpu"):
 
     if spec == "oracle":
         return "oracle"
-    path = Path(spec)
-    if not path.is_file():
+    if not Path(spec).is_file():
         raise InputError(f"--policy {spec!r}: not 'oracle' and no such checkpoint file; pass --policy oracle "
                          "or the path of a CLIPort/GenSim checkpoint")
-    try:  # lazy: pulls in torch
-        from sim2real.policy import Policy
-    except ImportError:
-        try:
-            from sim2real.policy.policy import Policy
-        except ImportError as e:
-            raise InputError(f"--policy {spec!r}: the checkpoint policy cannot be imported ({e}); "
-                             "install the policy dependencies (torch, open_clip) or use --policy oracle") from None
-    return Policy.from_checkpoint(path, device=device)
+    return load_checkpoint_policy(spec, args, progress=not getattr(args, "no_progress", False))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -158,9 +154,41 @@ def make_operator(args, interactive_default: bool):
     return CLIOperator(name=args.operator_name)
 
 
-def _check_args(args) -> None:
+def check_robot(robot: str) -> None:
+    """InputError unless ``robot`` is sim, dry-run, a shipped arm config or an existing YAML path."""
+    from sim2real.config import config_dir
     from sim2real.errors import InputError
 
+    arms = sorted(p.stem for p in (config_dir() / "robots").glob("*.yaml") if p.stem != "sim")
+    if robot in ("sim", "dry-run") or robot in arms:
+        return
+    if robot.endswith((".yaml", ".yml")) or "/" in robot:
+        if Path(robot).is_file():
+            return
+        raise InputError(f"--robot {robot}: no such robot config file")
+    raise InputError(f"unknown robot {robot!r}; choose sim, dry-run, {', '.join(arms)} or a config path")
+
+
+def _need_terminal(operator) -> None:
+    """A CLI operator answers on stdin: without a terminal nobody can, and the run would end at once
+    having done nothing (exit 0); refuse before anything starts instead."""
+    import sys
+
+    from sim2real.errors import InputError
+    from sim2real.trials.operator import CLIOperator
+
+    stdin = sys.stdin
+    if isinstance(operator, CLIOperator) and not (stdin is not None and stdin.isatty()):
+        raise InputError("--operator cli asks a person to reset the scene and label every trial, but stdin is not a "
+                         "terminal; run the command in a terminal (on the twin, --operator auto labels for you)")
+
+
+def _check_args(args) -> None:
+    from sim2real.cli.paths import output_dir
+    from sim2real.errors import InputError
+
+    check_robot(args.robot)
+    output_dir(args.out, "--out")
     if args.trials is not None and args.trials < 1:
         raise InputError(f"--trials must be >= 1, got {args.trials}")
     if args.max_steps is not None and args.max_steps < 1:
@@ -172,12 +200,11 @@ def _check_args(args) -> None:
 # ----------------------------------------------------------------------------------------------
 
 def run(args) -> int:
-    from rich.console import Console
 
     from sim2real.errors import InputError
     from sim2real.tasks import load_all
 
-    console = Console(stderr=True)
+    console = cli_console(stderr=True)
     _check_args(args)
     kind, camera_file = camera_choice(args)
     if args.robot == "sim" and kind != "twin":
@@ -196,7 +223,7 @@ def run(args) -> int:
 
 
 def _policy(args):
-    policy = load_policy(args.policy, args.device)
+    policy = load_policy(args.policy, args)
     name = "oracle" if policy == "oracle" else getattr(policy, "name", Path(args.policy).stem)
     return policy, name
 
@@ -262,12 +289,25 @@ def _campaign(args, console, campaign, run_trial, operator, policy_name, provena
     from sim2real.trials.campaign import run_campaign
     from sim2real.trials.log import TrialLog
 
+    _need_terminal(operator)
     log = TrialLog(args.out)
     try:
         return run_campaign(campaign, log, run_trial, operator, policy=policy_name, provenance=provenance,
                             progress=not args.no_progress, console=console, meta=meta)
+    except KeyboardInterrupt:
+        console.print(interrupted_message(args, len(log.records())), highlight=False)
+        raise
     finally:
         log.close()
+
+
+def interrupted_message(args, saved: int) -> str:
+    """What Ctrl-C left on disk and the exact command that resumes."""
+    import shlex
+
+    argv = getattr(args, "argv", None) or ["run", "--out", str(args.out)]
+    return (f"interrupted: {saved} finished trial(s) are saved in {args.out}/trials.jsonl with their artefacts; "
+            "the trial in progress is redone on resume. Resume with:\n  sim2real " + shlex.join(argv))
 
 
 def _finish(args, console, campaign, summary, t_start) -> int:

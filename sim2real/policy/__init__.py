@@ -5,7 +5,7 @@ Modules: ``checkpoint`` (safe loading, family detection, validation), ``clip_rn5
 trunk, text encoder, tokenizer), ``networks`` (the two lateral streams), ``rotation`` (kornia's
 rotation numerics in plain torch), ``transporter`` (attention / transport maths), ``policy``
 (the ``Policy`` class), ``reference`` (a plain re-implementation of the reference algorithm,
-the benchmark's baseline), ``affordance_png`` (the affordance picture).
+the benchmark's baseline); the affordance picture is ``sim2real.viz.save_affordance_png``.
 """
 from sim2real.policy.checkpoint import (CheckpointFamilyError, NonFiniteWeightsError, TruncatedCheckpointError,
                                         UnsafeCheckpointError, detect_family, load_checkpoint)

@@ -15,7 +15,7 @@ from sim2real.errors import HardwareError
 ROS_INSTALL_HINT = (
     "install ROS 2 Jazzy (or Humble) and source it first: `source /opt/ros/jazzy/setup.bash`, then "
     "`sudo apt install ros-jazzy-moveit-py ros-jazzy-cv-bridge ros-jazzy-tf2-ros-py ros-jazzy-message-filters` "
-    "and build this package with `colcon build --packages-select sim2real` (see README 'Running on the real robot')"
+    "and build this package with `colcon build --packages-select sim2real` (see docs/ros.md)"
 )
 
 

@@ -374,7 +374,7 @@ if __name__ == "__main__":
 
 
 def markdown_table(node: str) -> str:
-    """The README table of ``node``'s parameters (docs/readme_ros.md embeds these verbatim)."""
+    """The README table of ``node``'s parameters (docs/ros.md embeds these verbatim)."""
     rows = ["| parameter | type | default | description |", "|---|---|---|---|"]
     for p in params_of(node):
         default = "`\"\"`" if p.default == "" else f"`{yaml.safe_dump(p.default, default_flow_style=True).strip().removesuffix('...').strip()}`"

@@ -226,6 +226,10 @@ def _check_resume(campaign: Campaign, log: TrialLog) -> None:
     if path.exists():
         previous = yaml.safe_load(path.read_text()) or {}
         changed = [k for k in PROTOCOL_KEYS if _norm(previous.get(k)) != _norm(campaign.to_dict()[k])]
+        if changed == ["trials"] and int(previous.get("trials") or 0) < campaign.trials:
+            # extending: trial k keeps seed + k whatever the count, so the recorded trials stay valid
+            atomic_write_text(path, yaml.safe_dump(campaign.to_dict(), sort_keys=False))
+            return
         if changed:
             diff = ", ".join(f"{k}: {previous.get(k)!r} -> {campaign.to_dict()[k]!r}" for k in changed)
             raise CampaignError(f"{log.dir} holds a campaign with a different protocol ({diff}); resume it "
@@ -337,8 +341,8 @@ def run_campaign(campaign: Campaign, log: TrialLog, run_trial: Callable, operato
 
     console = console or Console(stderr=True)
     campaign.validate()
-    _check_resume(campaign, log)
     _check_same_model(log, policy, provenance)
+    _check_resume(campaign, log)
     plan = campaign.plan()
     done = log.labelled_keys()
     in_flight = set(log.in_flight())

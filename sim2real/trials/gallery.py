@@ -89,6 +89,18 @@ def _draw_marker(draw, pixel, kind: str, colour, scale: int) -> None:
             draw.line([x - 7, y + 7, x + 7, y - 7], fill=fill, width=width)
 
 
+def wrap_to_width(text: str, font, width_px: float) -> list:
+    """``text`` broken at spaces into lines no wider than ``width_px`` in ``font`` (a word longer
+    than the width gets a line of its own)."""
+    lines: list = []
+    for word in text.split():
+        if lines and font.getlength(lines[-1] + " " + word) <= width_px:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
 def _plot_step(step, path: Path, title: str) -> Path:
     """Save the 4-panel image of one recorded step (PIL: ~50x faster than a matplotlib figure).
 
@@ -114,11 +126,15 @@ def _plot_step(step, path: Path, title: str) -> Path:
               ("place affordance" + ("" if a.get("place_logits_max") is not None else " (none)"),
                _overlay(color, a.get("place_logits_max")), ("place",))]
     rows, cols = color.shape[:2]
-    pw, ph, gap, top, bottom = cols * SCALE, rows * SCALE, 16, 52, 40
-    canvas = Image.new("RGB", (4 * pw + 5 * gap, ph + top + bottom), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
     font, small = ImageFont.load_default(size=15), ImageFont.load_default(size=13)
-    draw.text((gap, 6), title, fill=(0, 0, 0), font=font)
+    pw, ph, gap = cols * SCALE, rows * SCALE, 16
+    width = 4 * pw + 5 * gap
+    lines = wrap_to_width(title, font, width - 2 * gap)
+    top, bottom = 34 + 18 * len(lines), 40
+    canvas = Image.new("RGB", (width, ph + top + bottom), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for k, line in enumerate(lines):  # long goals wrap instead of running off the image
+        draw.text((gap, 6 + 18 * k), line, fill=(0, 0, 0), font=font)
     for i, (name, image, keys) in enumerate(panels):
         x0 = gap + i * (pw + gap)
         panel = Image.fromarray(np.asarray(image, dtype=np.uint8)).resize((pw, ph), Image.NEAREST)

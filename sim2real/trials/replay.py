@@ -138,8 +138,58 @@ def summarise(steps: list) -> dict:
     return out
 
 
+PROGRESS_FILE = "replay_progress.jsonl"
+"""Per-step results of an unfinished replay in its output folder: a rerun skips the steps in it."""
+
+
+class _Progress:
+    """Append-only record of finished steps (one JSON line each, flushed), keyed by the checkpoint.
+
+    A line torn by a kill is ignored; a file written for another checkpoint or radius is started
+    afresh (its results would not be comparable)."""
+
+    def __init__(self, path: Optional[Path], identity: dict):
+        import json
+
+        self.path, self.done = path, {}
+        if path is None:
+            self._f = None
+            return
+        lines = path.read_text().splitlines() if path.is_file() else []
+        try:
+            same = bool(lines) and json.loads(lines[0]) == identity
+        except ValueError:
+            same = False
+        for line in lines[1:] if same else []:
+            try:
+                d = json.loads(line)
+                self.done[tuple(d["key"])] = d
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn last line
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(path, "a" if same else "w")
+        if not same:
+            self._write(identity)
+
+    def _write(self, d: dict) -> None:
+        import json
+
+        self._f.write(json.dumps(d) + "\n")
+        self._f.flush()
+
+    def record(self, key: tuple, comparison=None, skipped: Optional[str] = None) -> None:
+        if self._f is not None:
+            self._write({"key": list(key), "cmp": None if comparison is None else comparison.__dict__,
+                         "skipped": skipped})
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+
+
 def replay_campaign(out_dir, policy, *, radius_px: float = DEFAULT_RADIUS_PX, limit: Optional[int] = None,
-                    progress: bool = False) -> ReplayResult:
+                    progress: bool = False, resume: Optional[Path] = None,
+                    checkpoint_id: str = "") -> ReplayResult:
     """Run ``policy`` (a PolicyPort: ``act(obs, goal) -> PickPlaceAction``) on every recorded step.
 
     Args:
@@ -147,39 +197,54 @@ def replay_campaign(out_dir, policy, *, radius_px: float = DEFAULT_RADIUS_PX, li
         policy: the other checkpoint's policy.
         radius_px: agreement radius in heightmap pixels.
         limit: compare at most this many trials (quick looks).
-        progress: tqdm progress bar.
+        progress: tqdm progress bar (steps, with ETA) on stderr.
+        resume: a progress file (:data:`PROGRESS_FILE` in the output folder): steps already in it
+            (for the same ``checkpoint_id`` and radius) are not run again, and each new step is
+            appended as soon as it is compared, so an interrupted replay continues where it stopped.
+        checkpoint_id: identity of the policy's checkpoint (its sha256) for ``resume``.
     """
     if radius_px <= 0:
         raise InputError(f"radius_px must be > 0, got {radius_px}")
     records = load_trials(out_dir)
     if limit is not None:
         records = records[: int(limit)]
-    jobs = records
-    if progress:
-        from tqdm import tqdm
-
-        jobs = tqdm(records, desc="replay", unit="trial")
+    trials = []  # (record, artefact dir); steps are loaded one trial at a time (each holds its frames)
     comparisons, skipped = [], []
-    for rec in jobs:
+    for rec in records:
         trial_dir = Path(out_dir) / rec.get("artefacts", "")
         if not rec.get("artefacts") or not trial_dir.is_dir():
             skipped.append(f"{rec['task']} #{rec['trial']}: no artefact directory")
             continue
-        for step in load_steps(trial_dir):
-            goal = step.meta.get("goal") or rec.get("goal")
-            try:
-                obs = step.observation()
-            except TrialLogError as e:
-                skipped.append(f"{rec['task']} #{rec['trial']} step {step.index}: {e}")
-                continue
-            if not goal:
-                skipped.append(f"{rec['task']} #{rec['trial']} step {step.index}: no goal text recorded")
-                continue
-            cmp = compare_step(rec["task"], rec["trial"], step, policy.act(obs, goal), radius_px)
-            if cmp is None:
-                skipped.append(f"{rec['task']} #{rec['trial']} step {step.index}: no executed or recorded action")
+        trials.append((rec, trial_dir))
+    state = _Progress(None if resume is None else Path(resume),
+                      {"replay_of": str(out_dir), "checkpoint": checkpoint_id, "radius_px": float(radius_px)})
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=sum(len(list(d.glob("step_*.json"))) for _, d in trials), desc="replay", unit="step")
+    try:
+        for rec, step in ((rec, step) for rec, d in trials for step in load_steps(d)):
+            key = (rec["task"], int(rec["trial"]), int(step.index))
+            if key in state.done:  # finished by an earlier, interrupted run
+                d = state.done[key]
+                if d.get("cmp") is not None:
+                    comparisons.append(StepComparison(**d["cmp"]))
+                else:
+                    skipped.append(d.get("skipped") or f"{key}: skipped")
             else:
-                comparisons.append(cmp)
+                cmp, why = _replay_step(rec, step, policy, radius_px)
+                if cmp is not None:
+                    comparisons.append(cmp)
+                else:
+                    skipped.append(why)
+                state.record(key, cmp, why)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        state.close()
+        if bar is not None:
+            bar.close()
     if not comparisons:
         raise TrialLogError(f"{out_dir}: no recorded step has an observation, a goal and an action to compare "
                             "with; was the campaign logged with steps?")
@@ -194,6 +259,20 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4f}"
     return str(v)
+
+
+def _replay_step(rec: dict, step, policy, radius_px: float):
+    """(StepComparison, None) for one recorded step, or (None, why it was skipped)."""
+    where = f"{rec['task']} #{rec['trial']} step {step.index}"
+    goal = step.meta.get("goal") or rec.get("goal")
+    try:
+        obs = step.observation()
+    except TrialLogError as e:
+        return None, f"{where}: {e}"
+    if not goal:
+        return None, f"{where}: no goal text recorded"
+    cmp = compare_step(rec["task"], rec["trial"], step, policy.act(obs, goal), radius_px)
+    return (cmp, None) if cmp is not None else (None, f"{where}: no executed or recorded action")
 
 
 def write_replay(result: ReplayResult, out, *, source: str, checkpoint: str, radius_px: float,

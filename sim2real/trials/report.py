@@ -350,7 +350,18 @@ def plot_success_rates(table: ResultTable, path) -> Path:
 
 
 def plot_failures(table: ResultTable, path) -> Path:
-    """Stacked bars per model: failed / partial trials by category, in % of the model's trials."""
+    """Stacked bars per model: failed / partial trials by category, in % of the model's trials
+    (:func:`failures_figure`), saved as PNG."""
+    plt = _pyplot()
+    fig = failures_figure(table)
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def failures_figure(table: ResultTable):
+    """The failures figure; with no failed or partial trial it says so instead of empty axes."""
     import numpy as np
 
     plt = _pyplot()
@@ -372,11 +383,13 @@ def plot_failures(table: ResultTable, path) -> Path:
     ax.set_xlabel("model")
     ax.set_title("Failures by category (numbers: trial counts)")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(title="failure category", loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    if not bottom.any():
+        n = sum(table.totals(m)[1] for m in table.models)
+        ax.text(0.5, 0.5, f"no failed or partial trials\n({n} trial(s), all successful)" if n else "no trials yet",
+                transform=ax.transAxes, ha="center", va="center", fontsize=13)
+    else:
+        ax.legend(title="failure category", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return fig
 
 
 # ----------------------------------------------------------------------------------------------
