@@ -36,12 +36,12 @@ class BoxesCamera:
 
 def make_station(tmp_path=None, move_duration_s: float = 0.0, **kw):
     """A started Station: BoxesCamera + DryRunRobot (recording), GenSim workspace, default envelope."""
-    from sim2real.console.station import Station
+    from sim2real.console.station import Rig, Station
 
     robot = DryRunRobot(move_duration_s=move_duration_s)
     demos = None if tmp_path is None else tmp_path / "demos"
-    station = Station(BoxesCamera(), robot, GENSIM_WORKSPACE, SafetyEnvelope(), MotionConfig(), robot_kind="dry-run",
-                      frame_period_s=kw.pop("frame_period_s", 0.2), demos_out=demos, **kw)
+    station = Station(lambda: Rig(BoxesCamera(), robot, GENSIM_WORKSPACE, SafetyEnvelope(), MotionConfig()),
+                      robot_kind="dry-run", frame_period_s=kw.pop("frame_period_s", 0.2), demos_out=demos, **kw)
     return station.start()
 
 
@@ -73,3 +73,41 @@ def box_pixel(index: int = 0):
     from sim2real.sample_scene import DEFAULT_BOXES
 
     return GENSIM_WORKSPACE.xyz_to_pix(np.asarray(DEFAULT_BOXES[index].center))
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def browser_missing() -> str:
+    """Why the browser tests cannot run here ('' when they can)."""
+    import os
+    import shutil
+
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            return (f"{path} not found: install Debian's chromium and chromium-driver "
+                    "(sudo apt-get install -y chromium chromium-driver) to run the browser tests")
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (make venv installs requirements.txt)"
+    return "" if shutil.which(CHROMEDRIVER) or True else ""
+
+
+def make_driver(width: int = 1600, height: int = 1000):
+    """Headless system Chromium through the system chromedriver; Selenium Manager never downloads."""
+    import os
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager: never go online
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                f"--window-size={width},{height}", "--force-device-scale-factor=1", "--no-first-run",
+                "--disable-extensions", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--disable-default-apps", "--no-proxy-server"):
+        opts.add_argument(arg)
+    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)

@@ -66,39 +66,49 @@ def resolve_token(args):
 
 
 def build_station(args, spec):
-    """(Station, close()) for ``args.robot``: the twin, a dry run on the twin's camera, or a real arm."""
-    from sim2real.cli.run import _open_camera, _policy, _robot_setup, _twin_config, camera_choice
+    """A Station for ``args.robot`` (not started): the twin, a dry run on the twin's camera, or a real arm.
+
+    Arguments are checked here, before anything slow; the hardware itself is connected by the
+    station's hardware thread (:class:`~sim2real.console.station.Rig`).
+    """
+    from sim2real.cli.run import _policy, camera_choice
     from sim2real.console.station import Station
     from sim2real.errors import InputError
-    from sim2real.motion import MotionConfig
-    from sim2real.safety import SafetyEnvelope
-    from sim2real.workspace import GENSIM_WORKSPACE
 
-    args.policy = args.policy  # run.py's helpers read these names
     kind, camera_file = camera_choice(args)
     if args.robot == "sim" and kind != "twin":
         raise InputError(f"--robot sim sees the twin scene; drop --camera {kind}")
     if args.robot not in ("sim", "dry-run") and kind == "twin":
         raise InputError(f"--camera twin renders the twin scene, which a real arm ({args.robot}) is not in; "
                          "use --camera realsense or --camera playback FILE")
+    if kind != "twin" and not args.calibration:
+        raise InputError(f"--camera {kind} needs --calibration calibration/<name>.yaml (from `sim2real calibrate`)")
     policy = None
     if args.policy:
         if args.policy == "oracle" and args.robot != "sim":
             raise InputError("--policy oracle reads the twin's ground truth; use it with --robot sim")
         policy, _ = _policy(args)
-    common = dict(robot_kind=args.robot, frame_period_s=args.frame_period, task=spec,
-                  demos_out=Path(args.demos_out) if args.demos_out else None, policy=policy, seed=args.seed)
+    return Station(lambda: connect_rig(args, spec, kind, camera_file), robot_kind=args.robot,
+                   frame_period_s=args.frame_period, task=spec,
+                   demos_out=Path(args.demos_out) if args.demos_out else None, policy=policy, seed=args.seed)
+
+
+def connect_rig(args, spec, kind: str, camera_file):
+    """The Rig of ``args.robot`` (runs on the station's hardware thread)."""
+    from sim2real.cli.run import _open_camera, _robot_setup, _twin_config
+    from sim2real.console.station import Rig
+    from sim2real.motion import MotionConfig
+    from sim2real.safety import SafetyEnvelope
+    from sim2real.workspace import GENSIM_WORKSPACE
+
     if args.robot == "sim":
         from sim2real.twin import Twin
 
         twin = Twin(_twin_config(args), gui=args.gui, calibration=args.calibration, renderer=args.renderer)
-        station = Station(twin.camera, twin.robot, twin.workspace, twin.envelope, twin.config.motion,
-                          reachable=twin.reachable, twin=twin, **common)
-        return station, twin.close
+        return Rig(twin.camera, twin.robot, twin.workspace, twin.envelope, twin.config.motion, twin.reachable, twin,
+                   twin.close)
     cal = None
     if kind != "twin":
-        if not args.calibration:
-            raise InputError(f"--camera {kind} needs --calibration calibration/<name>.yaml (from `sim2real calibrate`)")
         from sim2real.calibration.storage import load_calibration
 
         cal = load_calibration(args.calibration)
@@ -118,17 +128,19 @@ def build_station(args, spec):
         motion = cfg.motion_config() if cfg is not None else MotionConfig()
     except BaseException:
         close_robot()
+        if twin is not None:
+            twin.close()
         raise
-    station = Station(camera, robot, workspace, envelope, motion, reachable=getattr(robot, "reachable", None),
-                      **common)
 
     def close():
         try:
             robot.stop()
         finally:
-            (twin.close if twin is not None else camera.close)()
-            close_robot()
-    return station, close
+            try:
+                (twin.close if twin is not None else camera.close)()
+            finally:
+                close_robot()
+    return Rig(camera, robot, workspace, envelope, motion, getattr(robot, "reachable", None), None, close)
 
 
 def run(args) -> int:
@@ -146,7 +158,7 @@ def run(args) -> int:
         raise InputError(f"--frame-period must be > 0 s, got {args.frame_period}")
     token, token_note = resolve_token(args)
     spec = resolve(args.task)
-    station, close = build_station(args, spec)
+    station = build_station(args, spec)
     runner = None
     server = None
     try:
@@ -177,4 +189,3 @@ def run(args) -> int:
             if server is not None:
                 server.stop()
             station.close()
-            close()

@@ -18,7 +18,7 @@ class ConsoleServer:
         import uvicorn
 
         self.host = host
-        config = uvicorn.Config(app, host=host, port=int(port), log_level="warning", ws="websockets",
+        config = uvicorn.Config(app, host=host, port=int(port), log_level="warning", ws="websockets-sansio",
                                 lifespan="off", access_log=False)
         self.server = uvicorn.Server(config)
         self.server.install_signal_handlers = lambda: None  # the caller owns the signals

@@ -56,29 +56,49 @@ class Snapshot:
     height_max: float = 0.0
 
 
+@dataclass
+class Rig:
+    """The hardware a Station drives, built on the hardware thread by a ``connect()`` callable
+    (PyBullet's EGL renderer and some drivers only work on the thread that created them).
+
+    Attributes:
+        camera: CameraPort. robot: RobotPort (``home()`` used when present).
+        workspace: heightmap grid. envelope: SafetyEnvelope. motion: MotionConfig.
+        reachable: IK check (pose -> bool) added to the envelope, or None.
+        twin: the Twin when the robot is the twin (scene reset and success check), else None.
+        close: releases everything (called on the hardware thread).
+    """
+
+    camera: object
+    robot: object
+    workspace: object
+    envelope: object
+    motion: object
+    reachable: Optional[Callable] = None
+    twin: object = None
+    close: Callable[[], None] = lambda: None
+
+
 class Station:
     """Camera + robot + safety for the console, driven from one hardware thread.
 
     Args:
-        camera: CameraPort. robot: RobotPort (``home()`` used when present).
-        workspace: heightmap grid. envelope: SafetyEnvelope. motion: MotionConfig.
-        reachable: IK check (pose -> bool) added to the envelope, or None.
+        connect: ``() -> Rig``, called on the hardware thread by :meth:`start`.
         robot_kind: 'sim' | 'dry-run' | 'ur5' | ... (shown, recorded in demo info).
         frame_period_s: live view refresh while idle.
-        twin: the Twin when the robot is the twin (scene reset and success check), else None.
         task: the TaskSpec demonstrated / evaluated.
         demos_out: directory of the demonstration dataset (None: demonstrations are not saved).
         policy: optional PolicyPort for suggestions (its affordances are drawn), or 'oracle' on the twin.
         seed: first scene seed (twin) / seed in the file names (real robot).
     """
 
-    def __init__(self, camera, robot, workspace, envelope, motion, *, reachable: Optional[Callable] = None,
-                 robot_kind: str = "sim", frame_period_s: float = 0.5, twin=None, task=None, demos_out=None,
-                 policy=None, seed: int = 0):
-        self.camera, self.robot, self.workspace = camera, robot, workspace
-        self.envelope, self.motion, self.reachable = envelope.with_workspace(workspace), motion, reachable
+    def __init__(self, connect: Callable[[], Rig], *, robot_kind: str = "sim", frame_period_s: float = 0.5,
+                 task=None, demos_out=None, policy=None, seed: int = 0):
+        self._connect = connect
+        self.rig: Optional[Rig] = None
+        self.camera = self.robot = self.workspace = self.envelope = self.motion = self.reachable = self.twin = None
         self.robot_kind, self.frame_period_s = robot_kind, float(frame_period_s)
-        self.twin, self.task, self.demos_out, self.policy = twin, task, demos_out, policy
+        self.task, self.demos_out, self.policy = task, demos_out, policy
         self.seed = int(seed)
         self.instance = None
         self.snapshot = Snapshot()
@@ -107,8 +127,17 @@ class Station:
     # ------------------------------------------------------------------------------------------
     # lifecycle and the hardware thread
     # ------------------------------------------------------------------------------------------
+    def _attach(self) -> None:
+        rig = self._connect()
+        self.rig = rig
+        self.camera, self.robot, self.workspace = rig.camera, rig.robot, rig.workspace
+        self.envelope, self.motion = rig.envelope.with_workspace(rig.workspace), rig.motion
+        self.reachable, self.twin = rig.reachable, rig.twin
+
     def start(self) -> "Station":
+        """Connect the hardware on the hardware thread and take the first frame (a new scene on the twin)."""
         self._thread.start()
+        self.submit(self._attach, "connecting").result(timeout=300)
         if self.twin is not None and self.task is not None:
             self.submit(lambda: self._new_scene(self.seed)).result(timeout=120)
         else:
@@ -116,6 +145,12 @@ class Station:
         return self
 
     def close(self) -> None:
+        """Stop the arm, release the hardware (on its thread) and end the thread."""
+        if self._thread.is_alive() and self.rig is not None:
+            try:
+                self.robot.stop()
+            finally:
+                self.submit(self.rig.close, "closing").result(timeout=60)
         self._closed = True
         self._jobs.put(None)
         self._thread.join(timeout=10)
@@ -318,9 +353,7 @@ class Station:
         reward_before = self._reward()
         try:
             result = execute_plan(self.robot, plan)
-            home = getattr(self.robot, "home", None)
-            if home is not None:
-                home()
+            self._home()
         except MotionStopped:
             self._say("warning", "stopped: the step was not recorded")
             raise
@@ -338,6 +371,17 @@ class Station:
         self._say("info", f"step {n} recorded" + (f" (reward {step_reward:.2f})" if reward is not None else "")
                   + (" - nothing was grasped" if result.grasped is False else ""))
         return {"steps": n, "reward": step_reward, "grasped": result.grasped}
+
+    def _home(self) -> None:
+        """Back to the capture pose: ``motion.go_home`` (lift through the envelope, then home()) where
+        the motion module has it, else the robot's own ``home()``."""
+        from sim2real import motion
+
+        go_home = getattr(motion, "go_home", None)
+        if go_home is not None:
+            go_home(self.robot, self.envelope, self.motion.approach_height)
+        elif getattr(self.robot, "home", None) is not None:
+            self.robot.home()
 
     def _reward(self) -> Optional[float]:
         if self.instance is None:

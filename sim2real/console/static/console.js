@@ -133,7 +133,9 @@ function drawMap(canvas, img, withAffordances) {
   const s = mapScale();
   const w = Math.round(cols * s), h = Math.round(rows * s);
   const dpr = window.devicePixelRatio || 1;
-  if (canvas.width !== Math.round(w * dpr)) { canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr); }
+  if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
+    canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr);
+  }
   canvas.style.width = w + "px"; canvas.style.height = h + "px";
   const g = canvas.getContext("2d");
   g.setTransform(dpr, 0, 0, dpr, 0, 0);
