@@ -88,9 +88,9 @@ def test_clicks_set_pick_then_place_then_start_over():
     assert d.rotation == 35
     d = d.click((1, 1), frame_seq=3)  # a third click is a new pick
     assert (d.pick, d.place, d.rotation) == ((1, 1), None, 35)
-    # a place click on a newer frame than the pick's starts over (pick and place share one observation)
+    # a place click on a newer frame moves the draft to that frame (pick and place share one observation)
     d = d.click((2, 2), frame_seq=4)
-    assert (d.pick, d.place, d.frame_seq) == ((2, 2), None, 4)
+    assert (d.pick, d.place, d.frame_seq) == ((1, 1), (2, 2), 4)
     with pytest.raises(InputError):
         d.with_rotation(2.5)
 

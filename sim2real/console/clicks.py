@@ -109,12 +109,13 @@ class ClickDraft:
     def click(self, pixel, frame_seq: int) -> "ClickDraft":
         """The draft after a click on ``pixel`` made on observation ``frame_seq`` (see module doc).
 
-        A click on a newer observation than the pick's starts over from the pick, so pick and place
-        always come from the same observation.
+        The live view refreshes while the operator clicks, so the place is usually clicked on a
+        newer frame than the pick: the draft then moves to that newer frame (the pick pixel is
+        kept and both heights are read from it), so pick and place always come from one observation.
         """
         pixel = (int(pixel[0]), int(pixel[1]))
-        if self.expecting == "place" and frame_seq == self.frame_seq:
-            return replace(self, place=pixel)
+        if self.expecting == "place":
+            return replace(self, place=pixel, frame_seq=max(int(frame_seq), self.frame_seq))
         return ClickDraft(pick=pixel, place=None, rotation=self.rotation, frame_seq=int(frame_seq))
 
     def rotate(self, delta: int) -> "ClickDraft":

@@ -20,7 +20,7 @@ import time
 import traceback
 import warnings
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
 import numpy as np
@@ -285,7 +285,7 @@ class Station:
                 raise InputError(f"frame {seq} is gone (the view moved on); click again on the current image")
             pixel = canvas_to_pixel(x, y, width, height, self.workspace.shape)
             self.draft = self.draft.click(pixel, snap.seq)
-            self._replan(snap)
+            self._replan()
             return self.draft.to_dict()
 
     def rotate(self, *, delta: Optional[int] = None, bin: Optional[int] = None, drag_to=None) -> dict:
@@ -303,7 +303,7 @@ class Station:
                 self.draft = self.draft.rotate(delta)
             else:
                 raise InputError("say how to rotate: delta, bin or drag_to")
-            self._replan(self._history.get(self.draft.frame_seq))
+            self._replan()
             return self.draft.to_dict()
 
     def clear_draft(self) -> None:
@@ -311,9 +311,13 @@ class Station:
             self.draft, self.proposal = ClickDraft(rotation=self.draft.rotation), None
             self.version += 1
 
-    def _replan(self, snap: Optional[Snapshot]) -> None:
+    def _replan(self) -> None:
+        """Plan and check the draft on its frame (on the newest one when its frame has left the
+        short history: the scene is at rest between steps, and confirm re-observes anyway)."""
         self.proposal = None
-        if self.draft.complete and snap is not None:
+        if self.draft.complete:
+            snap = self._history.get(self.draft.frame_seq) or self.snapshot
+            self.draft = replace(self.draft, frame_seq=snap.seq)
             self.proposal = propose(self.draft, snap.obs.height, self.workspace, self.motion, self.envelope,
                                     self.reachable)
         self.version += 1
