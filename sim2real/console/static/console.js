@@ -157,9 +157,16 @@ function drawMap(canvas, img, withAffordances) {
     g.stroke(); g.setLineDash([]);
     g.fillStyle = g.strokeStyle;
     for (const wp of p.waypoints) { const [x, y] = px(wp.pixel); g.beginPath(); g.arc(x, y, 2.5, 0, 2 * Math.PI); g.fill(); }
+    // the tool's x axis at the place: a bar through the place point with an arrow head (the server's marker)
     const [m0, m1] = [px(p.marker[0]), px(p.marker[1])];
-    g.strokeStyle = "#49a3ff"; g.lineWidth = 3;
-    g.beginPath(); g.moveTo(m0[0], m0[1]); g.lineTo(m1[0], m1[1]); g.stroke();
+    const [dx, dy] = [m1[0] - m0[0], m1[1] - m0[1]];
+    for (const [width, color] of [[6, "rgba(0,0,0,0.8)"], [3, "#49a3ff"]]) {
+      g.strokeStyle = color; g.lineWidth = width; g.beginPath();
+      g.moveTo(m0[0] - dx, m0[1] - dy); g.lineTo(m1[0], m1[1]);
+      g.moveTo(m1[0], m1[1]); g.lineTo(m1[0] - 0.35 * dx - 0.25 * dy, m1[1] - 0.35 * dy + 0.25 * dx);
+      g.moveTo(m1[0], m1[1]); g.lineTo(m1[0] - 0.35 * dx + 0.25 * dy, m1[1] - 0.35 * dy - 0.25 * dx);
+      g.stroke();
+    }
   }
   const d = state.draft;
   if (d.pick) marker(g, px([d.pick[0] + 0.5, d.pick[1] + 0.5]), "#ff8a00", "pick");
