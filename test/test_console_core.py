@@ -221,6 +221,12 @@ def test_one_client_holds_control_until_it_lapses():
     assert lease.acquire("tab-aaaaaaaa") and not lease.acquire("tab-bbbbbbbb")
     now[0] = 28.0  # lapsed
     assert lease.holder() is None and lease.acquire("tab-bbbbbbbb")
+    lease.lapse_soon("tab-bbbbbbbb", grace_s=2)  # its page closed (or is reloading)
+    now[0] = 29.0
+    assert lease.acquire("tab-bbbbbbbb")  # the reloaded page is back in time: it keeps control
+    lease.lapse_soon("tab-bbbbbbbb", grace_s=2)
+    now[0] = 31.5
+    assert lease.holder() is None and lease.acquire("tab-aaaaaaaa")  # a closed page frees it after the grace
     with pytest.raises(InputError):
         lease.acquire("x")
 

@@ -97,6 +97,13 @@ class ControlLease:
                 return True
             return False
 
+    def lapse_soon(self, client: str, grace_s: float = 2.0) -> None:
+        """``client``'s page went away: its lease lapses in ``grace_s`` unless it is heard from again
+        (a reloading tab reconnects within that time and keeps control; a closed tab frees it)."""
+        with self._lock:
+            if self._holder == client:
+                self._seen = min(self._seen, self.clock() - self.ttl_s + grace_s)
+
     def release(self, client: str) -> None:
         with self._lock:
             if self._holder == client:

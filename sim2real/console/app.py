@@ -135,7 +135,11 @@ def create_app(station, *, token: Optional[str] = None, lease: Optional[ControlL
                     await websocket.send_text(json.dumps(_with_control(station.state(), client)))
                 await asyncio.sleep(WS_POLL_S)
         except (WebSocketDisconnect, RuntimeError):
-            return
+            pass
+        finally:  # a closed tab frees control within seconds; a reloading tab keeps it
+            if client:
+                lease.lapse_soon(client)
+                station.bump()
 
     # -- control and stop -----------------------------------------------------------------------
     control = APIRouter(prefix="/api")

@@ -12,6 +12,7 @@ Every motion the console makes goes through :func:`sim2real.console.proposal.app
 """
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import queue
@@ -116,6 +117,7 @@ class Station:
         self.operator = None  # ConsoleOperator of a campaign run in this console
         self.campaign_view: Optional[Callable[[], dict]] = None
         self.timings: list = []  # per executed demo step: seconds
+        self.frame_times = collections.deque(maxlen=5000)  # (seq, t_capture, t_ready) wall-clock seconds
         self.version = 0
         self._lock = threading.RLock()
         self._jobs: "queue.Queue" = queue.Queue()
@@ -230,6 +232,7 @@ class Station:
             for old in [s for s in self._history if s < snap.seq - 4]:
                 del self._history[old]
             self.robot_state = state
+            self.frame_times.append((snap.seq, t_capture, time.time()))
             self.version += 1
         return snap
 

@@ -339,12 +339,23 @@ $("btn-label-submit").addEventListener("click", () => {
 });
 $("btn-stop-campaign").addEventListener("click", act("/api/trial/stop-campaign"));
 
+// key presses in quick succession are sent as one rotation (one re-plan instead of one per press)
+let pendingTurn = 0, turnTimer = null;
+function rotateBy(delta) {
+  pendingTurn += delta;
+  clearTimeout(turnTimer);
+  turnTimer = setTimeout(() => {
+    const d = pendingTurn; pendingTurn = 0;
+    if (d % 36 !== 0) post("/api/demo/rotate", { delta: d }).catch(() => {});
+  }, 80);
+}
+
 document.addEventListener("keydown", (ev) => {
   if (ev.key === "Escape") { ev.preventDefault(); post("/api/stop").catch(() => {}); return; }
   const typing = ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName);
   if (typing) return;
-  if (ev.key === "q" || ev.key === "Q" || ev.key === "[") post("/api/demo/rotate", { delta: -1 }).catch(() => {});
-  else if (ev.key === "e" || ev.key === "E" || ev.key === "]") post("/api/demo/rotate", { delta: 1 }).catch(() => {});
+  if (ev.key === "q" || ev.key === "Q" || ev.key === "[") rotateBy(-1);
+  else if (ev.key === "e" || ev.key === "E" || ev.key === "]") rotateBy(1);
   else if (ev.key === "Enter" && !$("btn-confirm").disabled) $("btn-confirm").click();
 });
 window.addEventListener("resize", drawMaps);
