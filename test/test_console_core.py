@@ -360,3 +360,20 @@ def test_labels_reach_the_trial_log_once_through_the_campaign_loop(tmp_path):
     records = load_trials(tmp_path / "run")
     assert [(r["trial"], r["label"]["outcome"], r["label"]["by"]) for r in records] == [(0, "success", "bob"),
                                                                                         (1, "failure", "bob")]
+
+
+def test_the_core_imports_no_web_framework_or_hardware():
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('fastapi', 'uvicorn', 'starlette', 'pydantic', 'selenium', 'pybullet',"
+            " 'rclpy', 'pyrealsense2', 'torch'):\n"
+            "            raise ImportError('blocked ' + name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "import sim2real.console.clicks, sim2real.console.proposal, sim2real.console.demo_buffer\n"
+            "import sim2real.console.access, sim2real.console.progress, sim2real.trials.operator\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

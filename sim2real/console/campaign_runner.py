@@ -114,6 +114,7 @@ class CampaignRunner:
         if st.twin is not None:
             inst = st.twin.start_trial(spec, seed)
             st.instance = inst
+            st.begin_episode(seed, inst.lang_goal())  # the demo panel follows the trial's scene
             policy = OraclePolicy(inst) if st.policy == "oracle" else st.policy
             budget, check, goal = self.campaign.max_steps or inst.max_steps, inst.check, inst
         else:

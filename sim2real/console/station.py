@@ -253,14 +253,20 @@ class Station:
         if self.twin is None:
             raise InputError("only the twin can reset its scene; on a robot, reset it by hand")
         self.instance = self.twin.start_trial(self.task, int(seed))
-        self.seed = int(seed)
-        with self._lock:
-            self.episode = DemoEpisode(seed=self.seed)
-            self.episode.set_goal(self.instance.lang_goal())
-            self.draft, self.proposal, self.suggestion = ClickDraft(), None, None
+        self.begin_episode(seed, self.instance.lang_goal())
         self._capture()
         self._say("info", f"new scene (seed {seed}): {self.instance.lang_goal()}")
         return {"seed": self.seed, "goal": self.episode.goal}
+
+    def begin_episode(self, seed: int, goal: str = "") -> None:
+        """Start a new (empty) demonstration episode for a scene of ``seed`` with ``goal``."""
+        with self._lock:
+            self.seed = int(seed)
+            self.episode = DemoEpisode(seed=self.seed)
+            if goal:
+                self.episode.set_goal(goal)
+            self.draft, self.proposal, self.suggestion = ClickDraft(), None, None
+            self.version += 1
 
     def goal_choices(self) -> list:
         """Goals to choose from: the twin instance's current goal, then the task's templates."""
