@@ -151,8 +151,8 @@ def test_calibration_stands_in_for_the_ground_truth(twin):
     twin.scene.reset()
     twin.robot.reset()
     twin.scene.add_object(ObjectSpec("block", "red"), (0.5, 0.05, 0.02), 0.3)
-    frame = twin.camera.read()
-    true_obs = project_frames([frame])
+    frame = twin.camera.read()  # stamped with the calibration, lifted as GenSim's views (test_twin_heightmap)
+    true_obs = project_frames([replace(frame, T_base_camera=twin.camera.view.T_base_camera)])
     cal_obs = project_frames([replace(frame, T_base_camera=cal.T_workspace_camera())])
     for obs in (true_obs, cal_obs):
         table = obs.height[obs.color.any(-1) & (obs.height < 0.01)]

@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_twin_frames_carry_the_calibration_not_the_truth(tmp_path):
     from sim2real.calibration.storage import load_calibration, save_calibration
     from sim2real.twin import Twin, load_twin_config
+    from sim2real.twin.camera import lifted
 
     config = load_twin_config()
     assert config.calibrated is not None and config.calibrated.name == "twin_default.yaml"
@@ -22,7 +23,7 @@ def test_twin_frames_carry_the_calibration_not_the_truth(tmp_path):
     twin = Twin(config)
     try:
         frame = twin.camera.read()
-        assert np.array_equal(frame.T_base_camera, cal.T_workspace_camera())
+        assert np.array_equal(frame.T_base_camera, lifted(cal.T_workspace_camera()))  # lifted: test_twin_heightmap
         assert not np.allclose(frame.T_base_camera, truth, atol=1e-9)          # not the ground truth...
         assert np.array_equal(twin.camera.view.T_base_camera, truth)            # ...which still renders
     finally:

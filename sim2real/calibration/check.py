@@ -31,6 +31,12 @@ HEIGHT_Z_WARN = 1.5
 HOLE_FRACTION_WARN = 0.05
 """Warn when more than this fraction of heightmap cells received no depth point."""
 
+TABLE_ON_BOUND_M = 0.0005
+"""A table whose filled cells read lower than this (m, median) sits on the workspace's z = 0 bound:
+depth noise then drops about half its points below the bound, which empties cells in stripes
+whatever the camera's placement. The simulator's heightmaps read the table at
+:data:`sim2real.twin.camera.GENSIM_TABLE_READING` (1.6 mm)."""
+
 
 @dataclass(frozen=True)
 class HeightmapStats:
@@ -84,10 +90,24 @@ def heightmap_stats(obs: HeightmapObservation, empty_table: bool = True) -> Heig
         warnings.append(f"95th percentile height {p95 * 1000:.1f} mm on an empty table (should be ~0): the "
                         "workspace frame is tilted or offset; re-run `sim2real calibrate table`")
     if holes > HOLE_FRACTION_WARN:
-        warnings.append(f"{holes * 100:.1f}% of heightmap cells are empty (no depth): the camera does not see the "
-                        "whole workspace, sees it too obliquely to hit every cell, or depth has holes; move the camera closer / "
-                        "more overhead, or enable the hole-filling filter")
+        warnings.append(_holes_warning(obs, holes))
     return HeightmapStats(c_mean, float(c_z), h_mean, float(h_z), p95, holes, warnings)
+
+
+def _holes_warning(obs: HeightmapObservation, holes: float) -> str:
+    """Why cells are empty: a table on the z = 0 bound (its points fall below it), else the view."""
+    from sim2real.twin.camera import GENSIM_TABLE_READING
+
+    filled = obs.color.any(axis=-1) | (obs.height != 0)
+    table = float(np.median(obs.height[filled])) if filled.any() else 0.0
+    if table < TABLE_ON_BOUND_M:
+        return (f"{holes * 100:.1f}% of heightmap cells are empty and the table reads {table * 1000:.2f} mm: it sits "
+                "on the workspace's z = 0 bound, so depth noise drops about half its points below it. Put the "
+                f"workspace frame {GENSIM_TABLE_READING * 1000:.1f} mm below the table (the simulator's heightmaps "
+                "read the table that high); the camera's placement is not the cause")
+    return (f"{holes * 100:.1f}% of heightmap cells are empty (no depth) although the table reads "
+            f"{table * 1000:.1f} mm: the camera does not see the whole workspace, objects shadow it, or depth has "
+            "holes; move the camera closer / more overhead, or enable the hole-filling filter")
 
 
 def save_check_image(obs: HeightmapObservation, path, stats: Optional[HeightmapStats] = None,

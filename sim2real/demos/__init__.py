@@ -1,7 +1,7 @@
 """Demonstrations: record them in the twin, store and read them in GenSim's dataset format.
 
-* :mod:`sim2real.demos.dataset` -- the on-disk format and its safe reader (pure numpy; the API
-  the fine-tuner and the operator console use);
+* :mod:`sim2real.demos.dataset` -- the on-disk format and its safe reader (numpy; PyBullet only
+  for the gensim view's camera matrices); the API the fine-tuner and the operator console use;
 * :mod:`sim2real.demos.pickling` -- the allow-list unpickler and a NumPy-1 compatible writer;
 * :mod:`sim2real.demos.record` -- oracle demonstrations in the twin (PyBullet).
 """

@@ -35,9 +35,10 @@ made from them. Those extras are obs keys (see :func:`camera_obs`); on disk they
 step's ``info`` under :data:`OBS_EXTRA` (GenSim's loader only keeps ``color`` and ``depth`` of an obs)
 and :meth:`DemoDataset.episode` moves them back into the obs, so save -> load round-trips.
 
-Writing is crash-safe: each file goes to ``root/.incoming/`` and is renamed into place, ``action/``
-last; GenSim counts and finds episodes through ``action/`` only, so an interrupted save is never
-readable, and the next :func:`save_episode` removes its leftovers.
+Writing is crash-safe: each file is staged in ``root/.incoming/`` (removed after the save) and renamed
+into place, ``action/`` last; GenSim counts and finds episodes through ``action/`` only, so an
+interrupted save is never readable, and the next :func:`save_episode` removes its leftovers. After a
+save the folder holds exactly the five field folders.
 """
 from __future__ import annotations
 
@@ -45,14 +46,16 @@ import contextlib
 import os
 import re
 import tempfile
+import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from sim2real.demos.pickling import dump, restricted_load
 from sim2real.errors import DatasetError
+from sim2real.heightmap import EmptyHeightmapWarning, HeightmapObservation, policy_input, project_frames
 from sim2real.workspace import GENSIM_WORKSPACE, Workspace
 
 __all__ = ["FIELDS", "VIEWS", "OBS_EXTRA", "DatasetError", "save_episode", "restricted_load", "DemoDataset",
@@ -69,6 +72,12 @@ OBS_EXTRA = "sim2real_obs"
 
 IN_SHAPE = (320, 160, 6)
 """GenSim's ``RavensDataset.in_shape``: the policy image (rows, cols, RGB + 3 x height)."""
+
+GENSIM_IMAGE_SIZE = (480, 640)
+"""(H, W) of the simulator's D415 images (GenSim ``RealSenseD415.image_size``)."""
+
+GENSIM_D415_INTRINSICS = (450.0, 0.0, 320.0, 0.0, 450.0, 240.0, 0.0, 0.0, 1.0)
+"""GenSim ``RealSenseD415.intrinsics``: the row-major 3x3 K of every simulator camera."""
 
 _NAME = re.compile(r"^(\d{6})-(-?\d+)\.pkl$")
 _INCOMING = ".incoming"
@@ -98,18 +107,16 @@ def gensim_cameras() -> tuple:
 
     from sim2real.twin.camera import _GENSIM_D415  # the twin's copy of the poses (one definition)
 
-    K = np.array((450.0, 0, 320.0, 0, 450.0, 240.0, 0, 0, 1)).reshape(3, 3)
     out = []
     for _name, position, euler in _GENSIM_D415:
+        K = np.array(GENSIM_D415_INTRINSICS).reshape(3, 3)
         R = np.array(p.getMatrixFromQuaternion(p.getQuaternionFromEuler(euler))).reshape(3, 3)
         T = np.eye(4)
         T[:3, :] = np.hstack((R, np.array(position, dtype=np.float64).reshape(3, 1)))
-        out.append((K.copy(), T))
+        K.setflags(write=False)  # cached: shared by every caller
+        T.setflags(write=False)
+        out.append((K, T))
     return tuple(out)
-
-
-GENSIM_IMAGE_SIZE = (480, 640)
-"""(H, W) of the simulator's D415 images."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -183,15 +190,19 @@ def _stack(images, where: str) -> np.ndarray:
 
 @contextlib.contextmanager
 def _locked(root: Path):
-    """Exclusive lock on ``root/.lock`` so two recorders never take the same index."""
+    """Exclusive lock on the split folder itself, so two recorders never take the same index.
+
+    The lock is on the directory's descriptor, not a lock file: the folder keeps exactly GenSim's
+    five field folders.
+    """
     import fcntl
 
-    with open(root / ".lock", "a+b") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _atomic_dump(data, final: Path, incoming: Path) -> None:
@@ -218,19 +229,6 @@ def _umask() -> int:
 def _episode_names(action_dir: Path) -> list[str]:
     """GenSim counts every name containing '.pkl' in action/ (``RavensDataset.__init__``)."""
     return sorted(n for n in os.listdir(action_dir) if ".pkl" in n) if action_dir.is_dir() else []
-
-
-def _shadowed(name: str, index: int, names: Sequence[str]) -> Optional[str]:
-    """The file GenSim's ``load(index)`` would read instead of ``name``, or None.
-
-    ``load`` takes the first name in sorted order that *contains* ``{index:06d}``, so a seed
-    holding another episode's 6-digit id can hide that episode.
-    """
-    key = f"{index:06d}"
-    for other in sorted(names):
-        if key in other:
-            return None if other == name else other
-    return None
 
 
 def save_episode(root, episode, seed: int) -> int:
@@ -268,8 +266,6 @@ def save_episode(root, episode, seed: int) -> int:
         root.mkdir(parents=True, exist_ok=True)
         for field in FIELDS:
             (root / field).mkdir(exist_ok=True)
-        incoming = root / _INCOMING
-        incoming.mkdir(exist_ok=True)
     except OSError as e:
         raise DatasetError(f"{root}: cannot create the dataset folders ({e}); choose a writable --out") from None
     with _locked(root):
@@ -278,12 +274,17 @@ def save_episode(root, episode, seed: int) -> int:
         name = episode_filename(index, seed)
         _check_names(root, names + [name])
         _remove_leftovers(root, index)
+        incoming = root / _INCOMING  # staging, removed again below (only a killed process leaves it)
         try:
+            incoming.mkdir(exist_ok=True)
             for field in ("color", "depth", "reward", "info", "action"):  # action/ last: it commits
                 _atomic_dump(data[field], root / field / name, incoming)
         except OSError as e:
             raise DatasetError(f"{root}: writing episode {index} failed ({e}); free disk space and re-run "
                                "(the partial episode is not readable and will be replaced)") from None
+        finally:
+            with contextlib.suppress(OSError):
+                incoming.rmdir()
     return index
 
 
@@ -301,11 +302,15 @@ def _check_names(root: Path, names: Sequence[str]) -> None:
         raise DatasetError(f"{root / 'action'}: episode indices must be 0..{len(taken) - 1} once each "
                            f"(missing {missing[:5]}, repeated {dupes[:5]}); GenSim would read the wrong episodes. "
                            "Renumber or remove files")
+    # load(i) reads the first sorted name containing f'{i:06d}'. Names sort by index, so only an
+    # earlier episode whose seed has 6+ digits can hide episode i.
+    long_seeds = [m.group(0) for m in parsed if len(m.group(2).lstrip("-")) >= 6]
     for m in parsed:
-        other = _shadowed(m.group(0), int(m.group(1)), names)
+        key, own = m.group(1), m.group(0)
+        other = next((n for n in long_seeds if n < own and key in n), None)
         if other is not None:
-            raise DatasetError(f"{root / 'action'}: GenSim's loader would read {other} for episode "
-                               f"{int(m.group(1))} (its seed contains that 6-digit id); use seeds below 1000000")
+            raise DatasetError(f"{root / 'action'}: GenSim's loader would read {other} for episode {int(key)} "
+                               "(its seed contains that 6-digit id); use seeds below 1000000")
 
 
 def _remove_leftovers(root: Path, index: int) -> None:
@@ -315,9 +320,10 @@ def _remove_leftovers(root: Path, index: int) -> None:
         for n in os.listdir(root / field):
             if n.startswith(key):
                 (root / field / n).unlink()
-    for n in os.listdir(root / _INCOMING):
-        with contextlib.suppress(OSError):
-            (root / _INCOMING / n).unlink()
+    if (root / _INCOMING).is_dir():
+        for n in os.listdir(root / _INCOMING):
+            with contextlib.suppress(OSError):
+                (root / _INCOMING / n).unlink()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -450,14 +456,16 @@ class DemoDataset:
         n = len(color)
         for f in ("action", "reward", "info"):
             if not isinstance(data[f], list) or len(data[f]) != n:
+                got = f"{len(data[f])} entries" if isinstance(data[f], list) else type(data[f]).__name__
                 raise DatasetError(f"{self.root / f / name}: must be a list of {n} entries (one per color frame), "
-                                   f"got {type(data[f]).__name__} of {len(data[f]) if hasattr(data[f], '__len__') else '?'}")
+                                   f"got {got}")
         out = []
         for t in range(n):
             obs = {"color": color[t], "depth": depth[t]}
             info = data["info"][t]
             if not isinstance(info, dict):
-                raise DatasetError(f"{self.root / 'info' / name}: step {t} info must be a dict, got {type(info).__name__}")
+                raise DatasetError(f"{self.root / 'info' / name}: step {t} info must be a dict, "
+                                   f"got {type(info).__name__}")
             if (OBS_EXTRA in info) != (self.view == "camera"):
                 raise DatasetError(f"{self.root / 'info' / name}: step {t} is not a {self.view}-view step; "
                                    "one folder must hold one view (record the views into separate folders)")
@@ -477,8 +485,6 @@ class DemoDataset:
           :mod:`sim2real.heightmap` with the simulator's camera configs (:func:`gensim_cameras`);
         * camera view: the heightmap stored with the step (what our pipeline gave the policy).
         """
-        from sim2real.heightmap import HeightmapObservation, policy_input, project_frames
-
         extra = obs if "heightmap_height" in obs else (info or {}).get(OBS_EXTRA, {})
         if "heightmap_height" in extra:
             ws = Workspace.from_dict(extra["workspace"]) if "workspace" in extra else self.workspace
@@ -493,10 +499,6 @@ class DemoDataset:
                 raise DatasetError(f"{self.root}: a gensim-view obs has color (3, 480, 640, 3) and depth (3, 480, 640) "
                                    f"(the simulator's D415 views), got {color.shape} and {depth.shape}")
             frames = [(color[k], depth[k], K, T) for k, (K, T) in enumerate(cams)]
-            import warnings
-
-            from sim2real.heightmap import EmptyHeightmapWarning
-
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", EmptyHeightmapWarning)
                 hm = project_frames(frames, self.workspace)

@@ -13,6 +13,7 @@ without a warning under both NumPy 1 and 2.
 """
 from __future__ import annotations
 
+import _compat_pickle
 import builtins
 import io
 import pickle
@@ -61,6 +62,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
         global _ALLOWED
         if _ALLOWED is None:
             _ALLOWED = _allowed_globals()
+        if module in _compat_pickle.IMPORT_MAPPING or (module, name) in _compat_pickle.NAME_MAPPING:
+            # Python 2 names (protocol <= 2), mapped as pickle.Unpickler's fix_imports does
+            module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+            module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         obj = _ALLOWED.get((module, name))
         if obj is None:
             # numpy dtype classes (numpy.dtypes.Float32DType, ...) are data descriptions only.
@@ -92,7 +97,7 @@ def restricted_load(path):
         if "refused" in str(e):
             raise DatasetError(f"{path}: unsafe pickle, {e}; demonstration files may hold only arrays, numbers, "
                                "strings and builtin containers. Do not use this file; re-record it") from None
-        raise DatasetError(f"{path}: not a readable pickle ({e}); delete the episode and re-record it") from None
+        raise DatasetError(f"{path}: corrupt or truncated pickle ({e}); delete the episode and re-record it") from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError,
             MemoryError, UnicodeDecodeError) as e:
         raise DatasetError(f"{path}: corrupt or truncated pickle ({type(e).__name__}: {e}); "

@@ -22,6 +22,28 @@ from sim2real.errors import ConfigError, HardwareError
 from sim2real.transforms import validate_rigid_matrix
 
 
+GENSIM_TABLE_READING = 0.0016
+"""Height (m) at which the simulator's own heightmaps read its table top.
+
+Measured on GenSim's ``put-block-in-bowl-seen-colors`` (its environment, 3 RealSense D415 views,
+``RavensDataset.get_image``): table 1.3-1.9 mm, median 1.6 mm, 0.02 % empty cells; the twin's
+:func:`gensim_views` under PyBullet's TinyRenderer (GenSim's renderer) give the same 1.3/1.6/1.8 mm
+(BENCHMARKS.md). The lift comes from deprojecting pixel (u, v) along the ray through its corner
+while the renderer samples its centre, on views tilted ~45 deg, and from keeping the highest of
+three views. A single camera looking nearly straight down reads the table at ~0 +- 0.1 mm, so half
+its table points would fall below the workspace's z >= 0 bound and leave empty stripes. The twin's
+camera therefore projects in a workspace frame this much below the table: its heightmaps read the
+table, and everything on it, where the policy's training data did.
+"""
+
+
+def lifted(T_base_camera: np.ndarray, lift_m: float = GENSIM_TABLE_READING) -> np.ndarray:
+    """``T_base_camera`` (4, 4) with the base frame moved ``lift_m`` metres down (points read higher)."""
+    T = np.array(T_base_camera, dtype=np.float64, copy=True)
+    T[2, 3] += lift_m
+    return T
+
+
 @dataclass(frozen=True)
 class DepthNoise:
     """Depth error model of a stereo RGB-D camera.
@@ -238,6 +260,7 @@ class TwinCamera:
         seed: seed of the noise generator (deterministic per trial).
         T_base_camera_calibrated: (4, 4) pose stamped on the frames (what the heightmap uses), from
             a calibration produced by ``sim2real calibrate``; None = the true pose (``view``).
+            Either is stamped :func:`lifted` by :data:`GENSIM_TABLE_READING`.
     """
 
     def __init__(self, scene, view: CameraView, noise: Optional[DepthNoise] = None, seed: int = 0,
@@ -250,6 +273,7 @@ class TwinCamera:
         self.T_calibrated = (None if T_base_camera_calibrated is None
                              else validate_rigid_matrix(np.asarray(T_base_camera_calibrated, np.float64),
                                                         "T_base_camera_calibrated"))
+        self.T_stamped = lifted(view.T_base_camera if self.T_calibrated is None else self.T_calibrated)
 
     @classmethod
     def from_files(cls, scene, calibration_path, camera_config_path, seed: int = 0,
@@ -284,8 +308,8 @@ class TwinCamera:
         self.scene.settle(120)  # let released objects come to rest, as a real capture would wait
         frame, mask = render_view(self.scene.conn, self.view, self.noise, self.rng, stamp=self.scene.sim_time,
                                   segmentation=True)
-        if self.T_calibrated is not None:  # rendered from the truth, projected with the calibration
-            frame = replace(frame, T_base_camera=self.T_calibrated)
+        # rendered from the truth, projected with the calibration (if any), lifted as GenSim's views
+        frame = replace(frame, T_base_camera=self.T_stamped)
         self.last_frame, self.last_mask = frame, mask
         return frame
 

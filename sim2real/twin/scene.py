@@ -1,7 +1,12 @@
 """The twin's PyBullet world: table, robot arm with its tool, and the task objects.
 
-Frames: the world frame is the robot base frame; the table top is z = 0 (the workspace's z-min),
-so heights measured in the twin are heights above the table, as on the real robot.
+Frames: the world frame is the robot base frame. The geometry is GenSim's
+(``cliport/environments/environment.py`` ``reset``): the visible table top (GenSim's
+``ur5/workspace.urdf``, a visual-only plane at z = 0) is the workspace's z-min, and the surface
+objects rest on (GenSim's ``plane/plane.urdf``, a collision box loaded at z = -0.001) lies
+1 mm below it, so a resting object's bottom millimetre is hidden in the table top there as here.
+How the heightmap reads that table (GenSim's views read it 1.6 mm high) is the camera's
+business: :data:`sim2real.twin.camera.GENSIM_TABLE_READING`.
 """
 from __future__ import annotations
 
@@ -22,6 +27,16 @@ TIMESTEP = 1.0 / 240.0
 
 TABLE_RGBA = (0.53, 0.50, 0.47, 1.0)
 """A neutral grey-brown table top, distinct from every task colour."""
+
+TABLE_TOP_Z = 0.0
+"""Visible table top (m): GenSim's workspace plane, loaded at z = 0."""
+
+GROUND_Z = -0.001
+"""Top of the collision surface objects rest on (m): GenSim loads ``plane.urdf`` (a box whose top
+is its origin) at z = -0.001."""
+
+TABLE_HALF_EXTENTS = (0.75, 0.8, 0.025)
+"""Half sizes (m) of the table box, centred under the workspace and the arm's base."""
 
 
 @dataclass
@@ -89,10 +104,12 @@ class TwinScene:
         c.setGravity(0, 0, -9.8)
         if self.gui:
             c.configureDebugVisualizer(p.COV_ENABLE_RENDERING, 0)
-        half = (0.75, 0.8, 0.025)
+        half = TABLE_HALF_EXTENTS
+        # One body (so contact checks exclude a single id): collision top at GROUND_Z, visual top at TABLE_TOP_Z.
         col = c.createCollisionShape(p.GEOM_BOX, halfExtents=half)
-        vis = c.createVisualShape(p.GEOM_BOX, halfExtents=half, rgbaColor=TABLE_RGBA)
-        self.table = c.createMultiBody(0, col, vis, basePosition=(0.35, 0.0, -half[2]))
+        vis = c.createVisualShape(p.GEOM_BOX, halfExtents=half, rgbaColor=TABLE_RGBA,
+                                  visualFramePosition=(0.0, 0.0, TABLE_TOP_Z - GROUND_Z))
+        self.table = c.createMultiBody(0, col, vis, basePosition=(0.35, 0.0, GROUND_Z - half[2]))
         c.changeDynamics(self.table, -1, lateralFriction=0.8)
         self.robot = c.loadURDF(str(self.urdf_path), basePosition=self.base_position, useFixedBase=True,
                                 flags=p.URDF_ENABLE_CACHED_GRAPHICS_SHAPES)
