@@ -206,13 +206,14 @@ def test_stop_during_a_motion_stops_the_arm_and_records_nothing(twin_console):
     from sim2real.motion import Speeds
 
     station, url, driver, out = twin_console
+    station.new_scene(seed=8).result(timeout=120)  # a fresh scene: the oracle has a step to offer
     open_page(driver, url)
     fast = station.motion
     station.motion = replace(fast, speeds=Speeds(*(0.03,) * 6))  # slow enough to press stop mid-way
     try:
         station.clear_draft()
         before = int(text(driver, "step-count"))
-        pick, place, _ = oracle_step(station) if station.instance.goals else ((160, 60), (160, 100), 0)
+        pick, place, _ = oracle_step(station)
         click_cell(driver, pick)
         wait(driver, lambda d: station.draft.pick == pick, what="pick")
         click_cell(driver, place)
