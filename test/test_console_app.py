@@ -259,3 +259,42 @@ def test_campaign_labels_over_http_are_written_once(tmp_path):
     assert [(r["trial"], r["label"]["outcome"], r["label"]["by"]) for r in records] == [(0, "failure", "carol"),
                                                                                         (1, "success", "carol")]
     assert records[0]["goal"] == "stack the red block on the blue block"
+
+
+def test_a_loaded_policys_suggestion_fills_the_draft_and_its_affordances_are_served(tmp_path):
+    import cv2
+
+    from sim2real.action import PickPlaceAction, PixelPose, theta_from_bin
+
+    pick_px, place_px, rot = box_pixel(0), box_pixel(3), 5
+
+    class Peaked:
+        name = "peaked"
+
+        def act(self, obs, goal, **kw):
+            pick_logits = np.full(obs.height.shape, -10.0, np.float32)
+            pick_logits[pick_px] = 10.0
+            place_logits = np.full((36,) + obs.height.shape, -10.0, np.float32)
+            place_logits[rot][place_px] = 10.0
+            return PickPlaceAction(PixelPose.from_pixel(pick_px, 0.0, obs.height, obs.workspace),
+                                   PixelPose.from_pixel(place_px, theta_from_bin(rot), obs.height, obs.workspace),
+                                   pick_logits, place_logits)
+
+    station = make_station(tmp_path, policy=Peaked())
+    station.set_goal("put the red block on the yellow zone")
+    server = ConsoleServer(create_app(station), "127.0.0.1", 0).start()
+    url = server.url
+    try:
+        take(url)
+        status, body = http(url + "api/demo/suggest", "POST", {}, HA)
+        assert status == 200 and body == {"pick": list(pick_px), "place": list(place_px), "rotation": rot}
+        s = state(url)
+        assert s["draft"]["complete"] and s["proposal"]["verdict"]["ok"] and s["suggestion"]["pick"]
+        for kind, peak in (("pick", pick_px), ("place", place_px)):
+            status, png = http(url + f"api/frame/{s['suggestion']['seq']}/{kind}")
+            img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+            assert img.shape == (320, 160, 4)
+            assert np.unravel_index(np.argmax(img[..., 3]), img.shape[:2]) == tuple(peak)
+    finally:
+        server.stop()
+        station.close()
