@@ -96,3 +96,75 @@ def test_bad_arguments_are_one_line_and_exit_2(args, message, capsys):
     assert main(["console", *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def start_run(tmp_path, out):
+    log = open(tmp_path / "run.log", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "sim2real", "run", "--robot", "sim", "--task", "stack-block",
+                             "--operator", "console", "--console-port", "0", "--operator-name", "erin",
+                             "--trials", "1", "--policy", "oracle", "--out", str(out), "--no-progress"],
+                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            start_new_session=True)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 300:
+        log.seek(0)
+        m = re.search(r"operator console on (http://127\.0\.0\.1:\d+/)", log.read())
+        if m:
+            return proc, m.group(1), log
+        assert proc.poll() is None, log.read()
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise AssertionError("run did not start its console")
+
+
+def prompt(url, kind, timeout=300):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        status, s = http(url + "api/state")
+        if status == 200 and s["trial"] and s["trial"]["kind"] == kind:
+            return s["trial"]
+        time.sleep(0.1)
+    raise AssertionError(f"no {kind} prompt")
+
+
+@pytest.mark.slow
+def test_sim2real_run_with_the_console_as_operator_labels_through_the_trial_log(tmp_path):
+    from sim2real.trials.log import load_trials
+
+    proc, url, log = start_run(tmp_path, tmp_path / "run")
+    try:
+        status, page = http(url)
+        assert status == 200 and b"STOP" in page
+        assert http(url + "api/demo/click", "POST", {"x": 1, "y": 1, "width": 2, "height": 2, "seq": 1}, A)[0] == 404
+        assert http(url + "api/control/acquire", "POST", {"client": A["X-Client-Id"]})[0] == 200
+        reset = prompt(url, "reset")
+        assert http(url + "api/trial/answer", "POST", {"key": reset["key"], "reset": True}, A)[0] == 200
+        label = prompt(url, "label")
+        assert label["suggested_outcome"] in ("success", "failure")
+        body = {"key": label["key"], "outcome": "partial", "category": "place", "note": "tilted"}
+        assert not http(url + "api/trial/answer", "POST", body, A)[1]["duplicate"]
+        assert http(url + "api/trial/answer", "POST", {**body, "outcome": "success"}, A)[1]["duplicate"]
+        assert proc.wait(120) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    records = load_trials(tmp_path / "run")
+    assert len(records) == 1 and records[0]["label"] == {"outcome": "partial", "category": "place", "note": "tilted",
+                                                         "by": "erin"}
+
+
+@pytest.mark.slow
+def test_stop_on_the_run_console_interrupts_the_run_and_records_nothing(tmp_path):
+    from sim2real.trials.log import scan_trials
+
+    proc, url, log = start_run(tmp_path, tmp_path / "run")
+    try:
+        prompt(url, "reset")
+        assert http(url + "api/stop", "POST", {})[0] == 200  # any tab; no lease needed
+        rc = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    log.seek(0)
+    assert rc in (0, 130), log.read()
+    assert not (tmp_path / "run" / "trials.jsonl").exists() or scan_trials(tmp_path / "run").records == []

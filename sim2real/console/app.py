@@ -229,6 +229,9 @@ def create_app(station, *, token: Optional[str] = None, lease: Optional[ControlL
         station.operator.stop()
         return {"stopping": True}
 
-    for router in (page, live, control, demo, trials):
+    routers = [page, live, control, trials]
+    if hasattr(station, "click"):  # a station with its own camera and robot (not a `sim2real run` operator)
+        routers.append(demo)
+    for router in routers:
         app.include_router(router)
     return app

@@ -63,6 +63,8 @@ function onState(s) {
   $("task-name").textContent = s.task || "-";
   $("busy").hidden = !s.busy; $("busy").textContent = s.busy || "";
   renderControl(s.control);
+  document.body.classList.toggle("labels-only", s.mode === "labels");
+  if (s.mode === "labels") { renderTrial(s.trial); renderProgress(s.campaign); return; }  // `sim2real run` operator
   renderDemo(s.demo, s.draft);
   renderPlan(s.proposal);
   renderRobot(s.robot_state);
@@ -280,6 +282,7 @@ const fmt = (v) => (v === null || v === undefined ? "-" : String(v));
 let trialKey = null;
 function renderTrial(t) {
   $("trial-panel").hidden = !t && !(state.campaign && state.campaign.running);
+  $("btn-stop-campaign").hidden = state.mode === "labels";
   if (!t) { $("trial-text").textContent = state.campaign && state.campaign.running ? "trial running…" : "";
             $("trial-reset").hidden = true; $("trial-label").hidden = true; trialKey = null; return; }
   $("trial-text").textContent = t.text;
