@@ -253,6 +253,7 @@ def test_label_a_trial_in_the_browser_once_even_from_two_tabs(twin_console, tmp_
         assert "trial 1/1" in text(driver, "trial-text")
         driver.find_element("id", "btn-reset-done").click()
         wait(driver, lambda d: d.find_element("id", "label-success").is_displayed(), timeout=180, what="label prompt")
+        assert not driver.find_element("id", "btn-reset-done").is_displayed()  # one prompt at a time
         key = station.operator.pending()["key"]
         # a second tab watches the same prompt
         first = driver.current_window_handle
