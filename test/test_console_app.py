@@ -298,3 +298,30 @@ def test_a_loaded_policys_suggestion_fills_the_draft_and_its_affordances_are_ser
     finally:
         server.stop()
         station.close()
+
+
+def test_stop_while_the_step_re_observes_means_the_arm_never_starts(console):
+    station, url = console
+    take(url)
+    http(url + "api/demo/goal", "POST", {"goal": "anything"}, HA)
+    seq = state(url)["frame"]["seq"]
+    click(url, box_pixel(0), seq)
+    click(url, box_pixel(3), seq)
+    read = station.camera.read
+    in_capture = threading.Event()
+
+    def slow_read(timeout_s=1.0):  # the confirm's re-observation takes a while
+        in_capture.set()
+        time.sleep(0.5)
+        return read(timeout_s)
+
+    station.camera.read = slow_read
+    out = {}
+    t = threading.Thread(target=lambda: out.update(r=http(url + "api/demo/confirm", "POST", {}, HA)))
+    t.start()
+    assert in_capture.wait(10)
+    assert http(url + "api/stop", "POST", {}, HA)[0] == 200
+    t.join(10)
+    station.camera.read = read
+    assert out["r"][0] == 409 and out["r"][1]["type"] == "MotionStopped"
+    assert [c for c in station.robot.commands if c["cmd"] == "move_to"] == []

@@ -364,8 +364,11 @@ class Station:
                              "new plan and confirm again")
         plan = approved_plan(fresh, self.envelope, self.workspace, self.reachable)
         reward_before = self._reward()
+        if generation != self._stop_generation:  # STOP pressed while re-observing: never start moving
+            self._say("warning", "stopped before the motion started: the step was not executed")
+            raise MotionStopped("stopped before the motion started; confirm again")
         try:
-            result = execute_plan(self.robot, plan)
+            result = execute_plan(self.robot, plan, self.envelope)
             self._home()
         except MotionStopped:
             self._say("warning", "stopped: the step was not recorded")
