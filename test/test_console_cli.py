@@ -16,7 +16,7 @@ A = {"X-Client-Id": "tab-cli-aaaaaa"}
 
 
 def start_console(tmp_path, *extra):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
     log = open(tmp_path / "console.log", "w+")
     proc = subprocess.Popen([sys.executable, "-m", "sim2real", "console", "--robot", "sim", "--task",
                              "put-block-in-bowl", "--port", "0", "--frame-period", "0.3", *extra],
@@ -31,9 +31,11 @@ def start_console(tmp_path, *extra):
             log.seek(0)
             raise AssertionError(f"console exited: {log.read()}")
         time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGABRT)  # faulthandler prints every thread's stack into the log
+    time.sleep(2)
     os.killpg(proc.pid, signal.SIGKILL)
     log.seek(0)
-    raise AssertionError(f"console did not start within 300 s: {log.read()}")
+    raise AssertionError(f"console did not start within 300 s: {log.read()[-6000:]}")
 
 
 def stop_console(proc):
