@@ -27,6 +27,7 @@ setup(
         *tree("config"),
         *tree("calibration"),
     ],
+    package_data={"sim2real.console": ["static/*"]},
     install_requires=["setuptools"],
     zip_safe=True,
     maintainer="sim2real maintainers",

@@ -43,9 +43,11 @@ def register(sub) -> None:
     p.add_argument("--camera", nargs="+", metavar=("KIND", "FILE"),
                    help="twin (default for sim / dry-run) | realsense (default for a real arm) | playback FILE.db3")
     p.add_argument("--serial", help="RealSense serial number (when several cameras are connected)")
-    p.add_argument("--operator", choices=["auto", "cli"],
+    p.add_argument("--operator", choices=["auto", "cli", "console"],
                    help="auto: the twin's success check labels (default on the twin); cli: a person is asked to "
-                        "reset each scene and label each trial (default off the twin)")
+                        "reset each scene and label each trial (default off the twin); console: the same on a web "
+                        "page (docs/console.md)")
+    p.add_argument("--console-port", type=int, default=8765, help="--operator console: port on 127.0.0.1 (0 = any)")
     p.add_argument("--operator-name", default="operator", help="the CLI operator's name, recorded with each label")
     p.add_argument("--goal", help="language instruction for a robot trial whose task template names scene colours "
                                   "(else the CLI operator is asked per trial)")
@@ -151,6 +153,10 @@ def make_operator(args, interactive_default: bool):
             raise InputError(f"--operator auto needs the twin's success check (--robot sim); with --robot {args.robot} "
                              "a person labels the trials: use --operator cli")
         return AutoOperator()
+    if choice == "console":
+        from sim2real.console.run_operator import serve_run_console
+
+        return serve_run_console(args)
     return CLIOperator(name=args.operator_name)
 
 

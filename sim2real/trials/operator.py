@@ -233,3 +233,120 @@ class ServiceOperator:
         self._wait("label", lambda: self._label is not None,
                    f"label {task} trial {trial + 1}: success / failure / partial, category, note")
         return self._label
+
+
+class ConsoleOperator:
+    """The operator console's operator: a browser page answers the reset and label prompts.
+
+    The campaign loop blocks in :meth:`start_trial` / :meth:`label` (its own thread) while the page
+    shows :meth:`pending` and answers with :meth:`answer`. Every prompt carries an idempotency key
+    (unique per process, task, trial and attempt), and an answer must quote it:
+
+    * the first answer with the pending key is taken (a label then goes through the campaign's
+      crash-safe trial log, exactly as a CLI label);
+    * the same key again (a reloaded page re-sending, a second tab) returns the answer already
+      taken, marked ``duplicate``, and changes nothing;
+    * any other key (a prompt that is no longer asked) is refused with InputError.
+
+    Args:
+        name: operator name recorded with each label.
+        timeout_s: give up waiting after this many seconds (None = wait forever).
+        on_change: called (no arguments) whenever the pending prompt changes, e.g. to push it to pages.
+    """
+
+    interactive = True
+
+    def __init__(self, name: str = "console", timeout_s: Optional[float] = None,
+                 on_change: Optional[Callable[[], None]] = None):
+        import secrets
+
+        self.name, self.timeout_s, self.on_change = name, timeout_s, on_change
+        self._nonce = secrets.token_hex(4)
+        self._cond = threading.Condition()
+        self._pending: Optional[dict] = None
+        self._answers: dict = {}  # key -> {'kind', 'label' (dict) or None}
+        self._count = 0
+        self._stopped = False
+
+    # -- the page's side -------------------------------------------------------------------
+    def pending(self) -> Optional[dict]:
+        """The prompt waiting for an answer (JSON-ready), or None."""
+        with self._cond:
+            return dict(self._pending) if self._pending else None
+
+    def answer(self, key: str, *, reset: bool = False, outcome: Optional[str] = None,
+               category: Optional[str] = None, note: str = "") -> dict:
+        """Answer the prompt ``key``: ``reset=True`` for a reset prompt, or the label fields.
+
+        Returns:
+            {'key', 'kind', 'label' (dict or None), 'duplicate' (bool)}.
+
+        Raises:
+            InputError: unknown / stale key, wrong kind of answer, or a bad outcome / category
+                (nothing is stored then).
+        """
+        with self._cond:
+            if key in self._answers:
+                return {**self._answers[key], "key": key, "duplicate": True}
+            if self._pending is None or self._pending["key"] != key:
+                raise InputError(f"prompt {key!r} is no longer asked (already answered elsewhere, or the campaign "
+                                 "moved on); reload the page to see the current one")
+            kind = self._pending["kind"]
+            if kind == "reset":
+                if not reset:
+                    raise InputError("this prompt asks to reset the scene; answer it with reset")
+                entry = {"kind": "reset", "label": None}
+                self._answers[key] = {**entry, "value": True}
+            else:
+                if outcome is None:
+                    raise InputError("this prompt asks for a label: outcome success / failure / partial")
+                label = Label(outcome, category, note, self.name)
+                entry = {"kind": "label", "label": label.to_dict()}
+                self._answers[key] = {**entry, "value": label}
+            self._pending = None
+            self._cond.notify_all()
+        self._changed()
+        return {**entry, "key": key, "duplicate": False}
+
+    def stop(self) -> None:
+        """Stop the campaign at the next wait (the unlabelled trial is redone on resume)."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        self._changed()
+
+    # -- the campaign loop's side ------------------------------------------------------------
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+    def _ask(self, prompt: dict):
+        with self._cond:
+            self._count += 1
+            key = f"{self._nonce}:{prompt['task']}:{prompt['trial']}:{prompt['kind']}:{self._count}"
+            self._pending = {**prompt, "key": key}
+        self._changed()
+        with self._cond:
+            ok = self._cond.wait_for(lambda: key in self._answers or self._stopped, timeout=self.timeout_s)
+            if key not in self._answers:
+                self._pending = None
+        if key not in self._answers:
+            self._changed()
+            why = f"stopped by {self.name}" if ok else f"no answer from the console within {self.timeout_s} s"
+            raise CampaignStopped(why)
+        return self._answers[key]["value"]
+
+    def start_trial(self, task: str, trial: int, n_trials: int, *, seed: int, retry: bool = False) -> None:
+        self._ask({"kind": "reset", "task": task, "trial": trial, "n_trials": n_trials, "seed": seed,
+                   "retry": bool(retry),
+                   "text": f"Reset the scene for {task}, trial {trial + 1}/{n_trials} (seed {seed})"
+                           + (" - retry: the previous attempt was interrupted" if retry else "")})
+
+    def label(self, task: str, trial: int, result) -> Label:
+        success, reason = _field(result, "success"), str(_field(result, "reason", "") or "")
+        suggested = None if success is None else ("success" if success else "failure")
+        return self._ask({"kind": "label", "task": task, "trial": trial, "steps": int(_field(result, "steps", 0) or 0),
+                          "reason": reason, "auto_success": success, "suggested_outcome": suggested,
+                          "suggested_category": REASON_TO_CATEGORY.get(reason),
+                          "categories": list(FAILURE_CATEGORIES),
+                          "text": f"Label {task} trial {trial + 1}: episode ended ({reason})"})
