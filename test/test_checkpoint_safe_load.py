@@ -6,8 +6,6 @@ here from a throw-away module that is removed before loading (as on a machine wi
 including objects whose unpickling would write a marker file if any of their code ran.
 """
 import importlib
-import json
-import os
 import sys
 import textwrap
 import warnings
@@ -26,7 +24,6 @@ from sim2real.policy.checkpoint import (InertObject, SkippedObjectsWarning, Trun
                                         UnsafeCheckpointError, read_checkpoint, read_inert)
 
 FAKE_MODULE = '''
-import os
 
 
 def write_marker(path):
