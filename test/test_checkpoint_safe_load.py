@@ -24,6 +24,7 @@ from sim2real.policy.checkpoint import (InertObject, SkippedObjectsWarning, Trun
                                         UnsafeCheckpointError, read_checkpoint, read_inert)
 
 FAKE_MODULE = '''
+import os
 
 
 def write_marker(path):
