@@ -224,6 +224,7 @@ def _one_step(rec: StepRecord, camera, policy, robot, workspace, envelope, motio
         return "planning_failed"
     except Exception as e:  # noqa: BLE001 - not a PickPlaceAction (e.g. None, missing fields)
         rec.error = f"policy returned an invalid action: {type(e).__name__}: {e}"
+        rec.info["traceback"] = traceback.format_exc(limit=4)
         return "policy_error"
     rec.plan = [wp.to_dict() for wp in plan]
     try:
@@ -239,6 +240,8 @@ def _one_step(rec: StepRecord, camera, policy, robot, workspace, envelope, motio
         execute_plan(robot, plan, envelope, result=result)
     except Exception as e:  # noqa: BLE001 - recorded; execute_plan has stopped the arm
         rec.error = f"{type(e).__name__}: {e}" if not isinstance(e, (SafetyError, PlanningError)) else str(e)
+        if not isinstance(e, Sim2RealError):  # a driver's own error: keep where it came from
+            rec.info["traceback"] = traceback.format_exc(limit=4)
         reason = reason_of(e)
         if reason != "stopped" and result.holding is False:  # released: leave the camera's view
             home_error = _home(robot, envelope, motion)

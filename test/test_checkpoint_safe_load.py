@@ -6,8 +6,6 @@ here from a throw-away module that is removed before loading (as on a machine wi
 including objects whose unpickling would write a marker file if any of their code ran.
 """
 import importlib
-import json
-import os
 import sys
 import textwrap
 import warnings

@@ -159,6 +159,7 @@ def test_a_robot_fault_that_is_not_ours_is_recorded_not_raised():
     res = run_episode(FlatCamera(), FixedPolicy(), robot, "g", max_steps=3, success_check=lambda: (False, 0.0),
                       on_step=steps.append)
     assert res.reason == "robot_error" and "connection reset" in steps[0].error and robot.stopped >= 1
+    assert "BrokenDriver" in steps[0].info["traceback"] or "move_to" in steps[0].info["traceback"]
 
 
 class Interrupted(DryRunRobot):

@@ -50,9 +50,16 @@ def test_stop_during_an_episode_is_recorded_as_stopped():
     from sim2real.episode import run_episode
 
     robot, steps = DryRunRobot(move_duration_s=0.3), []
-    timer = _stop_after(robot, 0.9)  # after the first home, during the pick-and-place
+
+    def operator():  # presses stop while the pick-and-place's first move runs
+        deadline = time.monotonic() + 30
+        while not any(c["cmd"] == "move_to" for c in list(robot.commands)) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        robot.stop()
+    console = threading.Thread(target=operator)
+    console.start()
     res = run_episode(FlatCamera(), FixedPolicy(), robot, "g", max_steps=5, on_step=steps.append)
-    timer.join()
+    console.join()
     assert res.reason == "stopped" and res.steps == 1
     assert "interrupted by stop()" in steps[0].error
 
