@@ -91,3 +91,35 @@ def test_a_failing_moveit_start_shuts_the_node_down(fake_ros, monkeypatch):
     with pytest.raises(RuntimeError, match="robot description"):
         connect_moveit_robot(load_robot_config("ur5"))
     assert fake_ros[-3:] == ["executor_shutdown", "destroy_node", "rclpy_shutdown"]
+
+
+def test_sim2real_run_checks_the_real_arm_against_the_calibrated_workspace(monkeypatch):
+    """`sim2real run --robot ur5` hands MoveIt the envelope on the calibration's workspace, reach from the base."""
+    import argparse
+
+    import numpy as np
+
+    from sim2real.cli import run as run_cli
+    from sim2real.ros import moveit_robot
+    from sim2real.workspace import Workspace
+
+    seen = {}
+
+    def fake_connect(cfg, T_base_workspace, envelope=None, **kw):
+        seen["envelope"] = envelope
+        return "robot", (lambda: None)
+
+    monkeypatch.setattr(moveit_robot, "connect_moveit_robot", fake_connect)
+    workspace = Workspace(bounds=np.array([[0.0, 0.4], [-0.3, 0.3], [0.0, 0.2]]), pixel_size=0.003125)
+    T = np.eye(4)
+    T[0, 3] = 0.25
+    run_cli._robot_setup(argparse.Namespace(robot="ur5", robot_config=None), T, workspace)
+    env = seen["envelope"]
+    assert env is not None
+    np.testing.assert_allclose(np.asarray(env.workspace.bounds), workspace.bounds)
+    from sim2real.safety import check_target
+
+    # x = 0.1 m is inside the calibrated box (not GenSim's default 0.25..0.75), and reach is measured
+    # from the base, 0.25 m behind the workspace origin
+    assert not [r for r in check_target((0.1, 0.0, 0.1), (0, 0, 0, 1), 0.1, env, "t") if "workspace" in r]
+    assert abs(env.reach_of(np.array([0.0, 0.0, 0.1])) - 0.25) < 1e-9

@@ -113,7 +113,7 @@ def connect_rig(args, spec, kind: str, camera_file):
 
         cal = load_calibration(args.calibration)
     workspace = (cal.workspace or GENSIM_WORKSPACE) if cal is not None else GENSIM_WORKSPACE
-    robot, close_robot, cfg, _ = _robot_setup(args, cal.T_base_workspace if cal is not None else None)
+    robot, close_robot, cfg, _ = _robot_setup(args, cal.T_base_workspace if cal is not None else None, workspace)
     twin = None
     try:
         if kind == "twin":  # dry run: the twin's scene and camera, a robot that never moves

@@ -369,8 +369,12 @@ def _budget(campaign, spec) -> int:
     raise InputError(f"task {spec.name}'s step budget depends on its objects ({spec.max_steps}); pass --max-steps N")
 
 
-def _robot_setup(args, T_base_workspace):
-    """(robot port in the workspace frame, close(), RobotConfig or None, robot config path or None)."""
+def _robot_setup(args, T_base_workspace, workspace):
+    """(robot port in the workspace frame, close(), RobotConfig or None, robot config path or None).
+
+    The real arm checks every planned trajectory against the robot config's envelope on the
+    calibrated ``workspace``, with reach measured from the base (``T_base_workspace``).
+    """
     from sim2real.robot import DryRunRobot
     from sim2real.robot_config import load_robot_config, resolve_robot_path
     from sim2real.ros.moveit_robot import FrameRobot
@@ -384,7 +388,8 @@ def _robot_setup(args, T_base_workspace):
     from sim2real.ros.moveit_robot import connect_moveit_robot
 
     cfg = load_robot_config(args.robot)
-    robot, close = connect_moveit_robot(cfg, T_base_workspace)
+    envelope = cfg.safety_envelope(workspace).in_frame(T_base_workspace)
+    robot, close = connect_moveit_robot(cfg, T_base_workspace, envelope=envelope)
     return robot, close, cfg, resolve_robot_path(args.robot)
 
 
@@ -422,7 +427,7 @@ def _run_robot(args, console, campaign, specs, operator, kind, camera_file) -> i
     T_base_workspace = cal.T_base_workspace if cal is not None else None
     goals = _Goals(args, specs, operator) if kind != "twin" else None
     budgets = {name: _budget(campaign, spec) for name, spec in specs.items()} if kind != "twin" else {}
-    robot, close_robot, cfg, robot_path = _robot_setup(args, T_base_workspace)  # fails fast without ROS
+    robot, close_robot, cfg, robot_path = _robot_setup(args, T_base_workspace, workspace)  # fails fast without ROS
     camera = None
     try:
         policy, policy_name = _policy(args)
