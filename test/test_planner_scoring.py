@@ -127,3 +127,13 @@ def test_unknown_normalisation_is_refused(lm):
     model, tok = lm
     with pytest.raises(InputError, match="normalization"):
         score_candidates(model, tok, PROMPTS[1], CANDIDATES, "mean")
+
+
+@pytest.mark.parametrize("normalization", ["sum", "token", "word"])
+def test_shared_prompt_cache_gives_the_same_scores(lm, normalization):
+    from sim2real.planner.scoring import score_candidates_shared_prompt
+
+    model, tok = lm
+    for prompt in PROMPTS:
+        np.testing.assert_allclose(score_candidates_shared_prompt(model, tok, prompt, CANDIDATES, normalization),
+                                   score_candidates(model, tok, prompt, CANDIDATES, normalization), atol=1e-5)

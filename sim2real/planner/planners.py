@@ -187,7 +187,7 @@ class LLMPlanner(_Base):
             self.agent = LLMAgent(model, tokenizer, normalization=normalization, adapters=adapters)
 
     def plan(self, observation) -> Decision:
-        from sim2real.planner.scoring import score_candidates
+        from sim2real.planner.scoring import score_candidates_shared_prompt
 
         t0 = time.perf_counter()
         prompt, cands = self._state(observation)
@@ -196,7 +196,7 @@ class LLMPlanner(_Base):
             probs = self.agent.probabilities(prompt, cands)
             value = float(self.agent.get_value([prompt])[0])
         else:
-            scores = score_candidates(self.model, self.tokenizer, prompt, cands, self.normalization)
+            scores = score_candidates_shared_prompt(self.model, self.tokenizer, prompt, cands, self.normalization)
             probs = np.exp(scores - scores.max())
             probs /= probs.sum()
         k = int(self.rng.choice(len(cands), p=probs)) if self.sample else int(np.argmax(probs))

@@ -179,6 +179,43 @@ def score_candidates(model, tokenizer, prompt: str, candidates, normalization: s
         return candidate_logits(model, tokenizer, [prompt], [candidates], normalization)[0].double().cpu().numpy()
 
 
+def score_candidates_shared_prompt(model, tokenizer, prompt: str, candidates, normalization: str = "word") -> np.ndarray:
+    """:func:`score_candidates`, faster: the prompt is run once and its key/value cache shared by all
+    candidates (only their own tokens are computed). Used by the planner at decision time.
+
+    Falls back to :func:`score_candidates` when the candidates do not share one token prefix
+    (a tokeniser that merges across the prompt's end) or the model gives no cache.
+    """
+    import torch
+
+    if normalization not in NORMALIZATIONS:
+        raise InputError(f"normalization {normalization!r} is unknown; use one of {NORMALIZATIONS}")
+    candidates = list(candidates)
+    encoded = [candidate_span(tokenizer, prompt, c) for c in candidates]
+    prefixes = {tuple(e.ids[:e.start]) for e in encoded}
+    if len(prefixes) != 1 or not candidates:
+        return score_candidates(model, tokenizer, prompt, candidates, normalization)
+    device = _model_device(model)
+    prefix = torch.tensor([encoded[0].ids[:encoded[0].start]], device=device)
+    with torch.no_grad():
+        out = model(input_ids=prefix, use_cache=True)
+        cache = getattr(out, "past_key_values", None)
+        if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+            return score_candidates(model, tokenizer, prompt, candidates, normalization)
+        first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)  # predicts each candidate's first token
+        cache.batch_repeat_interleave(len(candidates))
+        ids, mask = _batch([e.ids[e.start:e.end] for e in encoded], _pad_id(tokenizer), device)
+        full_mask = torch.cat([torch.ones((len(candidates), prefix.shape[1]), dtype=mask.dtype, device=device), mask], 1)
+        logp = torch.log_softmax(model(input_ids=ids, attention_mask=full_mask, past_key_values=cache).logits.float(), -1)
+        follow = torch.gather(logp[:, :-1, :], 2, ids[:, 1:, None]).squeeze(-1)
+    scores = np.zeros(len(candidates))
+    for k, e in enumerate(encoded):
+        n = e.end - e.start
+        s = float(first[ids[k, 0]]) + float(follow[k, :n - 1].double().sum())
+        scores[k] = s / {"sum": 1, "token": n, "word": e.n_words}[normalization]
+    return scores
+
+
 def prompt_hidden(model, tokenizer, prompts: list):
     """Last-layer hidden state (P, H) at each prompt's last real token (TWOSOME's critic input).
 
