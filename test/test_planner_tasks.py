@@ -167,3 +167,36 @@ def test_episode_records_the_planner_and_done_ends_it(monkeypatch):
     p.n = 1  # next decision is done
     res = episode.run_episode(Cam(), Policy(), None, "task", max_steps=3, planner=p, on_step=records.append)
     assert res.reason == "done" and seen == ["go"] and records[-1].info["planner"]["goal"] == DONE
+
+
+def test_scene_from_a_synthetic_heightmap():
+    """A red block, a green bowl (ring) and a blue zone painted into a heightmap are read back."""
+    from sim2real.heightmap import HeightmapObservation
+    from sim2real.planner.scene import scene_from_heightmap
+    from sim2real.twin.objects import COLORS
+    from sim2real.twin.scene import TABLE_RGBA
+    from sim2real.workspace import GENSIM_WORKSPACE as ws
+
+    rows, cols = ws.shape
+    color = np.tile((np.array(TABLE_RGBA[:3]) * 255).astype(np.uint8), (rows, cols, 1))
+    height = np.zeros((rows, cols), np.float32)
+
+    def cells(x, y, half):
+        r, c = ws.xyz_to_pix((x, y, 0))
+        n = int(round(half / ws.pixel_size))
+        return slice(r - n, r + n + 1), slice(c - n, c + n + 1)
+
+    z = cells(0.35, -0.3, 0.06)
+    color[z], height[z] = COLORS["blue"], 0.001
+    b = cells(0.5, 0.0, 0.02)
+    color[b], height[b] = COLORS["red"], 0.04
+    rr, cc = np.mgrid[:rows, :cols]
+    r0, c0 = ws.xyz_to_pix((0.6, 0.25, 0))
+    dist = np.hypot(rr - r0, cc - c0) * ws.pixel_size
+    ring = (dist < 0.06) & (dist > 0.05)
+    color[ring], height[ring] = COLORS["green"], 0.04
+    found = {(o.color, o.kind): o for o in scene_from_heightmap(HeightmapObservation(color, height, ws))}
+    assert set(found) == {("blue", "zone"), ("red", "block"), ("green", "bowl")}
+    assert np.allclose(found[("red", "block")].xyz[:2], (0.5, 0.0), atol=0.01)
+    assert found[("red", "block")].xyz[2] == pytest.approx(0.02, abs=0.005)
+    assert np.allclose(found[("green", "bowl")].xyz[:2], (0.6, 0.25), atol=0.01)
