@@ -121,11 +121,15 @@ def main(argv=None) -> int:
         results["symbolic"][name] = {}
         for pname, planner in planners.items():
             n = args.llm_episodes if pname.startswith("llm") else args.episodes
+            if n <= 0:
+                continue
             r = symbolic_episodes(spec, planner, list(range(n)))
             results["symbolic"][name][pname] = r
             print(f"symbolic {name:24s} {pname:9s} n={r['episodes']:3d} success {r['success_rate']:.2f} "
                   f"steps {r['mean_steps']:.2f} decision {1e3 * r['decision_cpu_s']:.1f} ms CPU "
                   f"({1e3 * r['decision_wall_s']:.1f} ms wall)", flush=True)
+        if "scripted" not in results["symbolic"][name]:
+            continue
         base = results["symbolic"][name]["scripted"]["success_rate"]
         ratios = {p: (r["success_rate"] / base if base else float("nan")) for p, r in results["symbolic"][name].items()}
         print(f"symbolic {name:24s} success / scripted: " + ", ".join(f"{p} {v:.2f}" for p, v in ratios.items()))

@@ -153,6 +153,8 @@ def scene_from_heightmap(obs) -> list:
     names, _ = _palette()
     ws = obs.workspace
     labels = classify_colors(obs.color)
+    empty = np.all(obs.color == 0, axis=-1) & (obs.height <= 0)  # cells no point fell into
+    labels[empty] = 0
     raised = obs.height > RAISED_M
     out = []
     for k, name in enumerate(names):
@@ -166,7 +168,12 @@ def scene_from_heightmap(obs) -> list:
                 if len(cells) < MIN_CELLS:
                     continue
                 out.append(_object(name, cells, obs.height, ws, is_raised))
-    return [o for o in out if o is not None]
+    out = [o for o in out if o is not None]
+    solids = [o for o in out if o.kind not in MARKINGS]
+    # a flat patch of a solid's colour next to it is that solid's low part (a bowl's floor), not a zone
+    return [o for o in out if o.kind not in MARKINGS or not any(
+        s.color == o.color and np.linalg.norm(np.subtract(s.xyz[:2], o.xyz[:2])) < DEFAULT_SIZE["bowl"][0] / 2
+        for s in solids)]
 
 
 def _object(color: str, cells: np.ndarray, height: np.ndarray, ws, is_raised: bool):
