@@ -8,7 +8,8 @@ pytest.importorskip("transformers")
 from planner_factory import tiny_llama, tiny_tokenizer  # noqa: E402
 
 from sim2real.errors import InputError  # noqa: E402
-from sim2real.planner.scoring import candidate_span, prompt_hidden, score_candidates  # noqa: E402
+from sim2real.planner import score_candidates  # noqa: E402  (the public path)
+from sim2real.planner.scoring import candidate_span, prompt_hidden  # noqa: E402
 
 PROMPTS = ["you see a red block and a blue bowl . your task is to put the red block in the blue bowl . "
            "your next step is to",
