@@ -97,6 +97,7 @@ def main(argv=None) -> int:
     ap.add_argument("--perception-scenes", type=int, default=4, help="twin scenes per task for precision/recall")
     ap.add_argument("--adapters", help="aligned checkpoint directory (sim2real align) for the llm+lora column")
     ap.add_argument("--no-llm", action="store_true", help="skip the LLM planners")
+    ap.add_argument("--skip-unaligned", action="store_true", help="with --adapters: only the aligned LLM column")
     ap.add_argument("--out", default=str(REPO / "bench" / "RESULTS_planner.json"))
     args = ap.parse_args(argv)
 
@@ -112,7 +113,8 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         model, tok = load_llm()
         print(f"SmolLM2 loaded in {time.perf_counter() - t0:.1f} s", flush=True)
-        planners["llm"] = LLMPlanner(model, tok)
+        if not (args.adapters and args.skip_unaligned):
+            planners["llm"] = LLMPlanner(model, tok)
         if args.adapters:
             planners["llm+lora"] = LLMPlanner(model, tok, adapters=args.adapters)
     results = {"symbolic": {}, "twin": {}, "perception": {}, "args": vars(args)}
