@@ -194,7 +194,7 @@ class LLMPlanner(_Base):
         value = None
         if self.agent is not None:
             probs = self.agent.probabilities(prompt, cands)
-            value = float(self.agent.get_value([prompt])[0])
+            value = float(self.agent.get_value([prompt])[0].detach())
         else:
             scores = score_candidates_shared_prompt(self.model, self.tokenizer, prompt, cands, self.normalization)
             probs = np.exp(scores - scores.max())
