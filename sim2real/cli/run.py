@@ -72,6 +72,11 @@ def register(sub) -> None:
     p.add_argument("--max-steps", type=int, help="override every task's step budget")
     p.add_argument("--renderer", choices=["egl", "tiny"], help="force a renderer (default: EGL if it loads)")
     add_policy_args(p)
+    p.add_argument("--planner", metavar="KIND",
+                   help="language planner choosing each step's sub-goal (docs/planner.md): fixed | scripted | random | "
+                        "llm | llm:ADAPTERS_DIR (from `sim2real align`); default: none (the task's goal every step)")
+    p.add_argument("--llm", metavar="PATH", help="causal LM for --planner llm: a Hugging Face directory or .gguf file "
+                                                 "(default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("--gallery", action="store_true", help="also write the per-trial gallery pages (slower)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -234,6 +239,15 @@ def _policy(args):
     return policy, name
 
 
+def _planner(args):
+    """The --planner (None without one); the language model is loaded once, here."""
+    if not getattr(args, "planner", None):
+        return None
+    from sim2real.planner.planners import make_planner
+
+    return make_planner(args.planner, llm=args.llm, device=args.device, seed=args.seed or 0)
+
+
 def _twin_config(args):
     from dataclasses import replace
 
@@ -252,6 +266,7 @@ def _run_twin(args, console, campaign, specs, operator) -> int:
     from sim2real.twin import Twin
 
     policy, policy_name = _policy(args)
+    planner = _planner(args)
     config = _twin_config(args)
     t_start = time.monotonic()
     twin = Twin(config, gui=args.gui, calibration=args.calibration, renderer=args.renderer)
@@ -261,7 +276,12 @@ def _run_twin(args, console, campaign, specs, operator) -> int:
     def run_trial(task: str, trial: int, seed: int, on_step=None):
         t0 = time.monotonic()
         try:
-            result = twin.run_trial(specs[task], seed, policy, on_step=on_step, max_steps=campaign.max_steps)
+            if planner is not None:
+                from sim2real.planner.twin_run import run_planned_trial
+
+                result = run_planned_trial(twin, specs[task], seed, policy, planner, on_step, campaign.max_steps)
+            else:
+                result = twin.run_trial(specs[task], seed, policy, on_step=on_step, max_steps=campaign.max_steps)
         except Sim2RealError as e:  # a failure of this trial (e.g. its scene cannot be set up), not of the campaign
             reason = ("planning_failed" if isinstance(e, PlanningError) else "safety_stop" if isinstance(e, SafetyError)
                       else "camera_lost" if isinstance(e, HardwareError) else "setup_failed")
@@ -427,6 +447,7 @@ def _run_robot(args, console, campaign, specs, operator, kind, camera_file) -> i
     T_base_workspace = cal.T_base_workspace if cal is not None else None
     goals = _Goals(args, specs, operator) if kind != "twin" else None
     budgets = {name: _budget(campaign, spec) for name, spec in specs.items()} if kind != "twin" else {}
+    planner = _planner(args)
     robot, close_robot, cfg, robot_path = _robot_setup(args, T_base_workspace, workspace)  # fails fast without ROS
     camera = None
     try:
@@ -456,10 +477,18 @@ def _run_robot(args, console, campaign, specs, operator, kind, camera_file) -> i
                 step_cb = None if on_step is None else (lambda rec: (twin.annotate_step(rec), on_step(rec)))
             else:
                 pol, goal_task, budget, step_cb = policy, goals(task), budgets[task], on_step
+            if planner is not None:
+                from sim2real.planner.executor import SubgoalOracle
+                from sim2real.planner.symbolic import task_instruction
+
+                on_twin = not isinstance(goal_task, str)
+                planner.reset(specs[task], task_instruction(goal_task) if on_twin else goal_task,
+                              goal_task if on_twin else None)
+                pol = SubgoalOracle(goal_task) if on_twin and policy == "oracle" else pol
             try:
                 result = run_episode(camera, pol, robot, goal_task, workspace=workspace, envelope=envelope,
                                      max_steps=budget, motion=motion, success_check=None, on_step=step_cb,
-                                     reachable=reachable)
+                                     reachable=reachable, planner=planner)
             finally:
                 robot.stop()
             result.info["goal"] = goal_task if isinstance(goal_task, str) else goal_task.lang_goal()

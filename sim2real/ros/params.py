@@ -160,6 +160,12 @@ POLICY = [
     _p("heightmap_status_topic", "string", HEIGHTMAP_STATUS_TOPIC,
        "Subscribed heightmap status: the reason recorded when the heightmap is missing or stale."),
     _p("step_result_topic", "string", STEP_RESULT_TOPIC, "Published step failures (std_msgs/String JSON)."),
+    _p("planner", "string", "", "Language planner (docs/planner.md): '' = none, the goal goes to the policy as is; "
+       "fixed | random | llm | llm:ADAPTERS_DIR: the goal is the task instruction and the planner picks each "
+       "step's sub-goal from the heightmap scene."),
+    _p("planner_task", "string", "", "Task name or alias whose sub-goal templates the planner fills; required "
+       "with a planner."),
+    _p("llm", "string", "", "Causal LM directory or .gguf for planner llm; empty = the embedded SmolLM2."),
     *_FRAMES,
     *_STALENESS,
     *_CALIBRATION,

@@ -52,6 +52,7 @@ class PolicyStage:
         self.types = MsgTypes.from_rclpy()
         self.workspace, self.T_base_workspace, _ = load_workspace(params["calibration"])
         self.policy = policy or load_policy(params["checkpoint"], params["device"])
+        self.planner, self.planner_spec = _load_planner(params)
         self.latest = None
         self._lock = threading.Lock()
         self.pairer = StampPairer()
@@ -140,6 +141,16 @@ class PolicyStage:
         stale = check_age(obs.stamp, t_goal, self.p["max_age_s"], "the newest heightmap")
         if stale:
             return self._fail(*self._missing_reason("stale_frame", stale), goal, t_goal, step_id)
+        if self.planner is not None:  # the message is the instruction; the planner picks the sub-goal
+            self.planner.reset(self.planner_spec, goal)
+            try:
+                decision = self.planner.plan(obs)
+            except Sim2RealError as e:
+                return self._fail("policy_error", f"planner: {e}", goal, t_goal, step_id)
+            self.log.info(f"planner {self.planner.name}: {decision.goal!r} (p {max(decision.probabilities or [1]):.2f})")
+            if decision.done:
+                return self._fail("done", "the planner chose done: the task is complete", goal, t_goal, step_id)
+            goal = decision.goal
         t0 = time.monotonic()
         try:
             action = self.policy.act(obs, goal)
@@ -161,6 +172,21 @@ class PolicyStage:
                       f"({policy_s:.2f} s)")
         if self.on_action is not None:
             self.on_action(action, goal, t_goal)
+
+
+def _load_planner(params: dict):
+    """(planner, TaskSpec) from the ``planner`` / ``planner_task`` / ``llm`` parameters, or (None, None)."""
+    if not params.get("planner"):
+        return None, None
+    if not params.get("planner_task"):
+        raise ConfigError("parameter planner_task is empty: the planner needs the task whose sub-goals it chooses "
+                          "(planner_task:='stack-block')")
+    from sim2real.planner.planners import make_planner
+    from sim2real.tasks import resolve
+
+    planner = make_planner(params["planner"], llm=params.get("llm") or None, device=params["device"],
+                           scene="heightmap")
+    return planner, resolve(params["planner_task"])
 
 
 def make_node(overrides=None, policy=None):
