@@ -90,7 +90,7 @@ def affordance_figure(image, action, title: str | None = None, workspace=None):
     color = np.clip(image[:, :, :3], 0, 255).astype(np.uint8)
     pick = _softmax(action.pick_logits)
     place = _softmax(action.place_logits).sum(axis=0)
-    fig, axs = plt.subplots(1, 4, figsize=(13.0, 7.0), constrained_layout=True)
+    fig, axs = plt.subplots(1, 4, figsize=(13.0, 6.0), constrained_layout=True)
     axs[0].imshow(color, extent=extent, interpolation="nearest")
     axs[0].set_title("input RGB")
     im = axs[1].imshow(image[:, :, 3], extent=extent, cmap="viridis", interpolation="nearest")

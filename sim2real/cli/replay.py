@@ -36,9 +36,9 @@ def run(args) -> int:
     radius = DEFAULT_RADIUS_PX if args.radius_px is None else args.radius_px
     if not radius > 0:
         raise InputError(f"--radius-px must be > 0, got {radius}")
+    out = output_dir(Path(args.out) if args.out else Path(args.dir) / f"replay_{Path(args.checkpoint).stem}", "--out")
     if not (Path(args.dir) / "trials.jsonl").is_file():
         raise InputError(f"{args.dir}: no trials.jsonl; give a campaign directory (the --out of `sim2real run`)")
-    out = output_dir(Path(args.out) if args.out else Path(args.dir) / f"replay_{Path(args.checkpoint).stem}", "--out")
     policy = load_policy(args.checkpoint, args)
     # resumable: each compared step is appended to OUT/replay_progress.jsonl; a rerun skips those
     sha = getattr(policy, "checkpoint_sha256", None) or sha256_file(args.checkpoint)
