@@ -28,7 +28,9 @@ def twin_console(tmp_path_factory):
     from sim2real.twin import Twin, load_twin_config
 
     def connect():
-        twin = Twin(load_twin_config())
+        # TinyRenderer: this pytest process may already hold the twin's EGL context, made on the
+        # main thread by an earlier test, and EGL crashes when another thread renders with it
+        twin = Twin(load_twin_config(), renderer="tiny")
         return Rig(twin.camera, twin.robot, twin.workspace, twin.envelope, twin.config.motion, twin.reachable, twin,
                    twin.close)
 
