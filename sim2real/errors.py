@@ -43,3 +43,7 @@ class UnknownTaskError(Sim2RealError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message otherwise
         return str(self.args[0]) if self.args else ""
+
+
+class DatasetError(Sim2RealError, ValueError):
+    """A demonstration dataset on disk is malformed, unsafe to unpickle, or cannot be written."""
