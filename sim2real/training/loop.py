@@ -56,6 +56,8 @@ class FinetuneConfig:
     clip_precision: str = "float16"
     threads: int = 0
     progress: bool = True
+    modules: str = "both"
+    """'both' (GenSim's step) or 'attention' (the pick module alone: a cheaper CPU demonstration)."""
 
 
 @dataclass
@@ -243,13 +245,15 @@ def _check_config(cfg: FinetuneConfig) -> None:
         raise InputError(f"--augment must be one of {AUGMENTATIONS}, got {cfg.augment!r}")
     if cfg.save_every < 1 or cfg.val_every < 1:
         raise InputError("--save-every and --val-every must be at least 1")
+    if cfg.modules not in ("both", "attention"):
+        raise InputError(f"--modules must be 'both' or 'attention', got {cfg.modules!r}")
     if cfg.clip_precision not in ("float16", "float32"):
         raise InputError(f"--clip-precision must be float16 (GenSim's, exact) or float32, got {cfg.clip_precision!r}")
 
 
 def _resume_signature(cfg: FinetuneConfig) -> dict:
     """Settings a resumed run must share with the run it continues."""
-    keys = ("checkpoint", "demos", "batch_size", "lr", "augment", "seed", "clip_precision")
+    keys = ("checkpoint", "demos", "batch_size", "lr", "augment", "seed", "clip_precision", "modules")
     return {k: (str(v) if k == "checkpoint" else ([str(x) for x in v] if isinstance(v, list) else v))
             for k, v in asdict(cfg).items() if k in keys}
 
@@ -302,7 +306,7 @@ def finetune(cfg: FinetuneConfig, sources: Optional[list] = None, val_sources: O
     try:
         while step < cfg.steps:
             samples, tags = sampler.next_batch()
-            last = train_step(agent, optimizers, collate(samples, device))
+            last = train_step(agent, optimizers, collate(samples, device), transport=cfg.modules == "both")
             step += 1
             log.write({"step": step, "attn_loss": repr(last[0]), "transport_loss": repr(last[1]),
                        "kind": "train", "episodes": " ".join(tags)})
@@ -310,7 +314,7 @@ def finetune(cfg: FinetuneConfig, sources: Optional[list] = None, val_sources: O
                 bar.update(1)
                 bar.set_postfix(attn=f"{last[0]:.3g}", transport=f"{last[1]:.3g}")
             if val_sources and (step % cfg.val_every == 0 or step == cfg.steps):
-                v = validate(agent, val_sources)
+                v = validate(agent, val_sources, transport=cfg.modules == "both")
                 log.write({"step": step, "kind": "val", **v})
             if step % cfg.save_every == 0 or step == cfg.steps:
                 sd = agent.state_dict_for_checkpoint()

@@ -57,7 +57,8 @@ def attention_logits(agent: TrainingAgent, img: torch.Tensor, goals) -> torch.Te
     x1, lat = att.attn_stream_one(x)
     logits = x1 + att.attn_stream_two(x, lat, lang)
     logits = rotate(logits, [-0.0] * b, pivot, att.rotation)
-    return logits[:, :, pr:pr + h, pc:pc + w]
+    logits = logits[:, :, pr:pr + h, pc:pc + w]
+    return logits.reshape(len(logits), -1).view(logits.shape)  # contiguous, as the reference's output
 
 
 def transport_logits(agent: TrainingAgent, img: torch.Tensor, p0: torch.Tensor, goals) -> torch.Tensor:
@@ -74,11 +75,14 @@ def transport_logits(agent: TrainingAgent, img: torch.Tensor, p0: torch.Tensor, 
         crops.append(rotated_windows(one, angles, pv, rows, cols, tr.rotation))  # only the windows
     key = tr.key(torch.cat(images, dim=0), agent.text_features("key", goals))
     query = tr.query(torch.cat(crops, dim=0), agent.text_features("query", goals))
-    out = F.conv2d(key, query, padding=(PAD, PAD))
-    out = F.interpolate(out, size=(key.shape[-2], key.shape[-1]), mode="bilinear")
-    out = out[:, :, PAD:-PAD, PAD:-PAD]
+    # The reference correlates every key with all B*36 kernels and keeps the diagonal blocks;
+    # correlating each key with its own 36 kernels computes exactly those blocks (the same call
+    # as the reference's when B = 1) and skips the B*(B-1)*36 maps nobody reads.
     n = query.shape[0] // key.shape[0]
-    return torch.stack([out[i, i * n:(i + 1) * n] for i in range(out.shape[0])], dim=0)
+    out = torch.cat([F.conv2d(key[i:i + 1], query[i * n:(i + 1) * n], padding=(PAD, PAD))
+                     for i in range(key.shape[0])], dim=0)
+    out = F.interpolate(out, size=(key.shape[-2], key.shape[-1]), mode="bilinear")
+    return out[:, :, PAD:-PAD, PAD:-PAD].contiguous()
 
 
 # ------------------------------------------------------------------------------ losses
@@ -114,9 +118,10 @@ def make_optimizers(agent: TrainingAgent, lr: float) -> dict:
             "trans": torch.optim.Adam(agent.transport.parameters(), lr=lr)}
 
 
-def train_step(agent: TrainingAgent, optimizers: dict, batch: dict) -> tuple[float, float]:
+def train_step(agent: TrainingAgent, optimizers: dict, batch: dict, transport: bool = True) -> tuple[float, float]:
     """One GenSim ``training_step`` on a collated batch; returns (attention loss, transport loss)
-    of the batch before the update."""
+    of the batch before the update. ``transport=False`` trains the pick module alone (a cheaper
+    CPU demonstration; the transport loss is then NaN)."""
     agent.train()
     img, goals = batch["img"], batch["lang_goal"]
     pick = attention_logits(agent, img, goals)
@@ -125,6 +130,8 @@ def train_step(agent: TrainingAgent, optimizers: dict, batch: dict) -> tuple[flo
     optimizers["attn"].step()
     optimizers["attn"].zero_grad()
 
+    if not transport:
+        return float(attn_loss.detach()), float("nan")
     place = transport_logits(agent, img, batch["p0"], goals)
     trans_loss = cross_entropy_with_logits(place, place_labels(batch["p1"], batch["p1_theta"], place))
     optimizers["trans"].zero_grad()

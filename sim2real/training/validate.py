@@ -22,8 +22,9 @@ def _argmax(logits: torch.Tensor) -> tuple:
     return np.unravel_index(np.argmax(conf), conf.shape)
 
 
-def validate(agent, sources, pixel_size: float = GENSIM_PIXEL_SIZE) -> dict:
-    """{'pick_err_mm', 'place_err_mm', 'rot_acc', 'n_val'} over every held-out step."""
+def validate(agent, sources, pixel_size: float = GENSIM_PIXEL_SIZE, transport: bool = True) -> dict:
+    """{'pick_err_mm', 'place_err_mm', 'rot_acc', 'n_val'} over every held-out step (place fields
+    NaN with ``transport=False``)."""
     from sim2real.training.step import attention_logits, collate, transport_logits
 
     pick_err, place_err, rot_ok = [], [], []
@@ -38,11 +39,15 @@ def validate(agent, sources, pixel_size: float = GENSIM_PIXEL_SIZE) -> dict:
                         b = collate([s], agent.device)
                         r, c, _ = _argmax(attention_logits(agent, b["img"], b["lang_goal"])[0])
                         pick_err.append(np.hypot(r - s["p0"][0], c - s["p0"][1]))
+                        if not transport:
+                            continue
                         r, c, k = _argmax(transport_logits(agent, b["img"], b["p0"], b["lang_goal"])[0])
                         place_err.append(np.hypot(r - s["p1"][0], c - s["p1"][1]))
                         rot_ok.append(int(k) == rotation_bin(float(s["p1_theta"])))
     finally:
         agent.train()
     mm = pixel_size * 1000.0
-    return {"pick_err_mm": float(np.mean(pick_err)) * mm, "place_err_mm": float(np.mean(place_err)) * mm,
-            "rot_acc": float(np.mean(rot_ok)), "n_val": len(pick_err)}
+    nan = float("nan")
+    return {"pick_err_mm": float(np.mean(pick_err)) * mm,
+            "place_err_mm": float(np.mean(place_err)) * mm if place_err else nan,
+            "rot_acc": float(np.mean(rot_ok)) if rot_ok else nan, "n_val": len(pick_err)}
