@@ -29,7 +29,7 @@ from sim2real.training.step import (attention_logits, collate, make_optimizers, 
                                     transport_logits)
 
 PIX = 0.003125
-SMALL = (48, 40)
+SMALL = (64, 48)  # the attention input (64x64) still gives CLIP layer4 a 2x2 map (BatchNorm in train mode)
 
 
 def xyz(row, col):
