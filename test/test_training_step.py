@@ -80,7 +80,7 @@ def test_one_step_reduces_both_losses(loaded):
     # GenSim's reduction: the mean over every map element, about ln(N)/N at the start
     n_pick, n_place = SMALL[0] * SMALL[1], 36 * SMALL[0] * SMALL[1]
     assert first[0] == pytest.approx(-np.log(torch.softmax(torch.zeros(n_pick), 0)[0].item()) / n_pick, rel=0.5)
-    assert first[1] < 2 * np.log(n_place) / n_place
+    assert 0 < first[1] * n_place < 100  # a per-map cross-entropy of a few nats, divided by every element
 
 
 def test_step_changes_what_gensim_changes(loaded):
