@@ -13,7 +13,7 @@ import sys
 from sim2real import __version__
 from sim2real.errors import Sim2RealError
 
-SUBCOMMANDS = ["heightmap", "act", "run", "report", "replay", "capture", "calibrate", "demos", "console", "align"]
+SUBCOMMANDS = ["heightmap", "act", "run", "report", "replay", "capture", "calibrate", "demos", "finetune", "console", "align"]
 """Subcommand modules, in the order ``sim2real --help`` lists them."""
 
 EXIT_BAD_INPUT = 2

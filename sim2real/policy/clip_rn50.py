@@ -184,8 +184,13 @@ class TextEncoder(nn.Module):
         return out
 
     def forward(self, goal: str) -> torch.Tensor:
+        return self.encode_tokens(self.tokenize(goal))
+
+    def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, 77) int64 tokens -> (B, 1024) float16 sentence features (one batched pass, as the
+        reference's ``encode_text`` of a list of goals)."""
         t = self.text
-        tokens = self.tokenize(goal).to(t.positional_embedding.device)
+        tokens = tokens.to(t.positional_embedding.device)
         dtype = torch.float16
         x = t.token_embedding(tokens).type(dtype)
         x = x + t.positional_embedding.type(dtype)

@@ -161,8 +161,13 @@ class BatchNormEval(nn.BatchNorm2d):
     """
 
     batch_stats: bool = False
+    train_stats: bool = False
+    """Training (sim2real.training): in train mode behave as ``nn.BatchNorm2d`` -- batch statistics
+    and running-statistics updates, as the reference's layers do in ``training_step``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.train_stats and self.training:
+            return super().forward(x)
         if self.batch_stats:
             return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
