@@ -119,7 +119,19 @@ _STALENESS = [
     _p("max_age_s", "double", 1.0, "Reject inputs older than this (seconds, stamp vs node clock).", low=0.01, high=60.0),
 ]
 
+CAMERA_SOURCES = ("realsense", "playback", "twin")
+"""camera node sources: a live RealSense, a recorded .db3 (``sim2real capture --playback``), the twin."""
+
 CAMERA = [
+    _p("source", "string", "realsense", "Where frames come from: a live RealSense, a recording (playback) or the "
+       "digital twin's calibrated camera.", choices=CAMERA_SOURCES),
+    _p("playback", "string", "", "source:=playback: the RealSense .db3 recording to replay (its intrinsics and "
+       "depth scale are used)."),
+    _p("playback_loop", "bool", True, "source:=playback: start again at the end of the recording (else stop "
+       "publishing)."),
+    _p("twin_config", "string", "", "source:=twin: twin robot YAML; empty = config/robots/sim.yaml."),
+    _p("twin_task", "string", "", "source:=twin: task (config/tasks) whose scene is shown; empty = the empty table."),
+    _p("twin_seed", "integer", 0, "source:=twin: seed of the task's scene.", low=0),
     _p("camera_config", "string", "", "RealSense YAML (sim2real.realsense); empty = config/cameras/realsense.yaml."),
     _p("serial", "string", "", "RealSense serial number; empty = the only connected camera."),
     _p("width", "integer", 640, "Color/depth width in pixels.", low=160, high=1920),
