@@ -345,7 +345,14 @@ def declare(node_handle, node: str, overrides: Mapping[str, Any] | None = None) 
         if p.type == "integer" and (p.low is not None or p.high is not None):
             desc.integer_range = [IntegerRange(from_value=int(p.low if p.low is not None else -2**62),
                                                to_value=int(p.high if p.high is not None else 2**62), step=0)]
-        values[p.name] = node_handle.declare_parameter(p.name, p.default, desc).value
+        try:
+            values[p.name] = node_handle.declare_parameter(p.name, p.default, desc).value
+        except Exception as e:  # rclpy's InvalidParameterTypeException / InvalidParameterValueException
+            if type(e).__name__ not in ("InvalidParameterTypeException", "InvalidParameterValueException"):
+                raise
+            span = f" within [{p.low}, {p.high}]" if p.low is not None or p.high is not None else ""
+            raise ConfigError(f"parameter {node}.{p.name}: expected a {p.type}{span} ({p.description}); "
+                              f"rclpy says: {e}") from None
     values.update(overrides or {})
     return validate(node, values)
 

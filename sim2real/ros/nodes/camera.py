@@ -16,6 +16,8 @@ file to use Intel's ROS wrapper instead; this node is then not started.
 """
 from __future__ import annotations
 
+import threading
+
 from sim2real.errors import HardwareError, Sim2RealError
 from sim2real.ros.nodes._common import spin_node
 from sim2real.ros.params import declare
@@ -88,6 +90,7 @@ class CameraStage:
         self.camera = camera if camera is not None else open_source(params)
         self.restamp = params["source"] != "realsense"
         self.frames_published = 0
+        self._lock, self._closed = threading.Lock(), False
         # reliable + volatile, keep last 5, like realsense2_camera's default: both reliable and
         # sensor-data (best-effort) subscribers match it, where a best-effort publisher serves only the latter
         self.pub_color = node.create_publisher(Image, params["color_topic"], CAMERA_QOS_DEPTH)
@@ -98,6 +101,11 @@ class CameraStage:
                       f"{params['camera_info_topic']} at {params['publish_rate_hz']} Hz in {params['frame_id']}")
 
     def tick(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._tick()
+
+    def _tick(self) -> None:
         from sim2real.ros.conversions import rgbd_frame_to_msgs
 
         from dataclasses import replace
@@ -113,7 +121,7 @@ class CameraStage:
                 self.log.info(f"{e}; playback_loop is false: no more frames", once=True)
                 return
             self.camera = open_playback(self.p)  # from the first frame again
-            return self.tick()
+            return self._tick()
         except HardwareError as e:
             self.log.error(f"camera lost: {e}", throttle_duration_sec=5.0)
             return
@@ -130,7 +138,9 @@ class CameraStage:
         self.frames_published += 1
 
     def shutdown(self) -> None:
-        self.camera.close()
+        with self._lock:  # never while a frame is being read / rendered
+            self._closed = True
+            self.camera.close()
 
 
 def make_node(overrides=None, camera=None):
