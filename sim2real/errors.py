@@ -34,6 +34,13 @@ class PlanningError(Sim2RealError):
     """A motion could not be planned or executed (IK failure, planner failure, ...)."""
 
 
+class MotionStopped(Sim2RealError):
+    """A running motion was interrupted by ``stop()`` (operator stop button, ~/stop service, Ctrl-C).
+
+    The arm holds where it stopped; whatever it holds stays held. Re-run to continue.
+    """
+
+
 class HardwareError(Sim2RealError, RuntimeError):
     """A device (camera, robot, gripper) is missing, disconnected or timed out."""
 

@@ -7,13 +7,26 @@ the base x axis; a yaw theta about the base z axis turns the tool.
 
 Implementations: :class:`sim2real.twin.robot.TwinRobot` (PyBullet, IK + position control),
 :class:`DryRunRobot` (records, never moves), and the MoveIt 2 robot under ``sim2real/ros/``.
+
+Stopping: ``stop()`` is thread-safe. Called from another thread (the operator console, a ROS
+service, a signal handler) while ``move_to`` or ``home`` is running, it interrupts that motion,
+which then raises :class:`~sim2real.errors.MotionStopped`. Called with no motion running it
+holds the arm still; it does not latch (the next command moves again).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Optional, Protocol, runtime_checkable
 
+import threading
+import time
+
 import numpy as np
+
+from sim2real.errors import MotionStopped
+
+HOME_SPEED = 1.0
+"""Default ``home()`` speed: the fraction of the robot's own joint speed / velocity scaling limit."""
 
 
 @dataclass(frozen=True)
@@ -26,7 +39,9 @@ class RobotState:
         joints: (n,) joint positions in radians.
         suction: suction on (None for a gripper robot).
         gripper_closed: gripper closed (None for a suction robot).
-        holding: whether an object is held, or None when the robot cannot tell.
+        holding: grasp feedback: True when the hardware reports an object held (Robotiq object
+            detection, vacuum sensor, the twin's constraint), False when it reports none, None
+            when the robot cannot tell. Callers must treat None as "maybe holding".
     """
 
     tcp_xyz: np.ndarray
@@ -55,6 +70,22 @@ class RobotPort(Protocol):
         Raises:
             PlanningError: no IK solution / planner failure / motion did not converge.
             SafetyError: the robot's own limits refused the target.
+            MotionStopped: ``stop()`` interrupted the motion (from another thread).
+        """
+
+    def home(self, speed: float = HOME_SPEED) -> None:
+        """Joint-space move to the robot's home (capture) joints, clear of the camera's view.
+
+        Returns only once the arm is at home and still (settled), so a frame captured right after
+        shows the scene without the arm. ``speed`` is a fraction in (0, 1] of the robot's joint
+        speed / velocity scaling limit. Callers send the arm home through
+        :func:`sim2real.motion.go_home`, which lifts the tool clear (checked by the safety
+        envelope) before this joint move.
+
+        Raises:
+            PlanningError: no path home.
+            HardwareError: the arm did not settle at home.
+            MotionStopped: ``stop()`` interrupted the motion.
         """
 
     def set_suction(self, on: bool) -> None:
@@ -67,7 +98,7 @@ class RobotPort(Protocol):
         """The current state."""
 
     def stop(self) -> None:
-        """Stop all motion now; always called in a ``finally`` by callers."""
+        """Stop all motion now (thread-safe, see the module doc); always called in a ``finally`` by callers."""
 
 
 def set_tool(robot: RobotPort, engaged: bool) -> None:
@@ -88,11 +119,18 @@ class DryRunRobot:
 
     Attributes:
         tool: 'suction' or 'gripper'.
+        home_xyz: tool point at home (the capture pose), metres.
+        move_duration_s: wall time each motion pretends to take (0: instant); a ``stop()`` from
+            another thread during that time interrupts it with MotionStopped, as on a real arm.
+        holding: grasp feedback: None = the robot cannot tell (like most hardware); True = a grasp
+            succeeds (``state().holding`` is True while the tool is engaged); False = grasps fail.
         commands: list of dicts, one per call, in order.
     """
 
     tool: str = "suction"
     home_xyz: tuple = (0.3, 0.0, 0.4)
+    move_duration_s: float = 0.0
+    holding: Optional[bool] = None
     commands: list = field(default_factory=list)
 
     def __post_init__(self):
@@ -100,12 +138,31 @@ class DryRunRobot:
         self._quat = np.array([0.0, 0.0, 0.0, 1.0])
         self._engaged = False
         self.stopped = 0
+        self._stop_gen = 0
+        self._lock = threading.Lock()
+
+    def _wait(self, what: str) -> None:
+        """Pretend to move for ``move_duration_s``; raise MotionStopped if stop() comes meanwhile."""
+        with self._lock:
+            gen = self._stop_gen
+        deadline = time.monotonic() + self.move_duration_s
+        while time.monotonic() < deadline:
+            time.sleep(min(0.005, max(0.0, deadline - time.monotonic())))
+            with self._lock:
+                if self._stop_gen != gen:
+                    raise MotionStopped(f"{what} interrupted by stop()")
 
     def move_to(self, pose, speed: float, linear: bool = False) -> None:
         xyz, quat = (np.asarray(v, dtype=np.float64) for v in pose)
         self.commands.append({"cmd": "move_to", "xyz": xyz.tolist(), "quat_xyzw": quat.tolist(),
                               "speed": float(speed), "linear": bool(linear)})
+        self._wait("move_to")
         self._xyz, self._quat = xyz, quat
+
+    def home(self, speed: float = HOME_SPEED) -> None:
+        self.commands.append({"cmd": "home", "speed": float(speed)})
+        self._wait("home")
+        self._xyz, self._quat = np.asarray(self.home_xyz, dtype=np.float64), np.array([0.0, 0.0, 0.0, 1.0])
 
     def set_suction(self, on: bool) -> None:
         self.commands.append({"cmd": "set_suction", "on": bool(on)})
@@ -118,8 +175,11 @@ class DryRunRobot:
     def state(self) -> RobotState:
         suction = self._engaged if self.tool == "suction" else None
         gripper = self._engaged if self.tool == "gripper" else None
-        return RobotState(self._xyz.copy(), self._quat.copy(), np.zeros(6), suction, gripper, None)
+        holding = self.holding if self.holding is None else bool(self.holding and self._engaged)
+        return RobotState(self._xyz.copy(), self._quat.copy(), np.zeros(6), suction, gripper, holding)
 
     def stop(self) -> None:
-        self.stopped += 1
-        self.commands.append({"cmd": "stop"})
+        with self._lock:
+            self._stop_gen += 1
+            self.stopped += 1
+            self.commands.append({"cmd": "stop"})

@@ -40,8 +40,9 @@ def fake_ros(monkeypatch):
     monkeypatch.setitem(sys.modules, "rclpy.executors", executors)
 
     class Adapter:
-        def __init__(self, config, api=None, config_dict=None):
+        def __init__(self, config, api=None, config_dict=None, envelope=None, T_base_workspace=None, **kw):
             self.config, self.api, self.config_dict = config, api, config_dict
+            self.envelope, self.T_base_workspace = envelope, T_base_workspace
 
         def connect(self):
             calls.append("moveit_connect")
@@ -64,6 +65,9 @@ def test_builds_node_moveit_and_gripper_and_closes_in_order(fake_ros):
     assert isinstance(robot, FrameRobot) and isinstance(robot.robot, MoveItRobot)
     assert robot.robot.adapter.api == "moveit-api" and robot.robot.adapter.config_dict == {"robot_description": "ur5"}
     assert robot.robot.gripper[0] == "gripper" and robot.T is not None
+    # every trajectory is checked against the robot config's envelope, in the workspace frame
+    assert robot.robot.adapter.envelope == load_robot_config("ur5").safety_envelope()
+    np.testing.assert_allclose(robot.robot.adapter.T_base_workspace, T)
     assert fake_ros[:4] == ["init", ("node", "sim2real_run"), "add_node", "moveit_connect"]
     close()
     assert fake_ros[-4:] == ["arm_stop", "executor_shutdown", "destroy_node", "rclpy_shutdown"]

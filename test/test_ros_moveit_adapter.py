@@ -1,13 +1,16 @@
-"""The MoveIt adapter against a fake moveit_py: Humble vs Jazzy call shapes, error codes -> typed
-exceptions, Pilz LIN for straight lines, scaling from config, the table, and stop() in finally."""
-import contextlib
-from types import SimpleNamespace
+"""The MoveIt adapter against a fake moveit_py (test/moveit_fakes.py; moveit_py itself is not
+installable here, it ships with ROS 2): Humble vs Jazzy call shapes, error codes -> typed
+exceptions, Pilz LIN for straight lines, scaling from config, the table, stop() in finally, and
+the planned trajectory checked against the safety envelope before anything moves."""
+import dataclasses
+import threading
+import time
 
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from sim2real.errors import ConfigError, PlanningError
+from sim2real.errors import ConfigError, MotionStopped, PlanningError, SafetyError
 from sim2real.robot_config import load_robot_config
 from sim2real.ros import moveit_adapter as ma
 from sim2real.ros.moveit_robot import FrameRobot, MoveItRobot
@@ -18,157 +21,8 @@ from rosbags.typesys import Stores, get_typestore  # noqa: E402
 from sim2real.ros.conversions import MsgTypes  # noqa: E402
 
 
-class Msg(SimpleNamespace):
-    """A default-constructible message (what rclpy classes are)."""
-
-
-class FakePose(Msg):
-    def __init__(self):
-        super().__init__(position=Msg(x=0.0, y=0.0, z=0.0), orientation=Msg(x=0.0, y=0.0, z=0.0, w=1.0))
-
-
-class FakeCollisionObject(Msg):
-    ADD = 0
-
-    def __init__(self):
-        super().__init__(header=Msg(frame_id=""), id="", primitives=[], primitive_poses=[], operation=None)
-
-
-class FakePrimitive(Msg):
-    BOX = 1
-
-    def __init__(self):
-        super().__init__(type=None, dimensions=[])
-
-
-SCENE_MSGS = SimpleNamespace(CollisionObject=FakeCollisionObject, SolidPrimitive=FakePrimitive, Pose=FakePose)
-
-
-class Status:
-    """moveit_py ExecutionStatus: ``status`` text, truthy on success."""
-
-    def __init__(self, status):
-        self.status = status
-
-    def __bool__(self):
-        return self.status == "SUCCEEDED"
-
-
-class PlanResult:
-    def __init__(self, ok=True, code=1):
-        self.ok, self.error_code, self.trajectory = ok, SimpleNamespace(val=code), f"traj-{code}"
-
-    def __bool__(self):
-        return self.ok
-
-
-class FakeWorld:
-    """Records every call the adapter makes into the moveit_py API."""
-
-    def __init__(self, flavour, plan_results=None, exec_results=None, exec_raises=None):
-        self.flavour, self.calls = flavour, []
-        self.plan_results = list(plan_results or [])
-        self.exec_results = list(exec_results or [])
-        self.exec_raises = exec_raises
-        self.applied = []
-        world = self
-
-        class PlanRequestParameters:
-            def __init__(self, robot, *ns):
-                if world.flavour == "humble" and ns:
-                    raise TypeError("humble: PlanRequestParameters(robot) only")
-                if world.flavour == "jazzy" and len(ns) != 1:
-                    raise TypeError("jazzy: PlanRequestParameters(robot, ns)")
-                world.calls.append(("PlanRequestParameters", ns))
-                self.planner_id = self.planning_pipeline = ""
-                self.planning_time, self.planning_attempts = 1.0, 5
-                self.max_velocity_scaling_factor = self.max_acceleration_scaling_factor = 1.0
-
-        class Component:
-            def set_start_state_to_current_state(self):
-                world.calls.append(("start_state",))
-
-            def set_goal_state(self, **kw):
-                world.calls.append(("goal", kw))
-
-            def plan(self, **kw):
-                key = {"humble": "parameters", "jazzy": "single_plan_parameters"}[world.flavour]
-                if set(kw) != {key}:
-                    raise TypeError(f"plan(): incompatible function arguments {sorted(kw)}")
-                world.calls.append(("plan", kw[key]))
-                return world.plan_results.pop(0) if world.plan_results else PlanResult()
-
-        class Scene:
-            current_state = SimpleNamespace(update=lambda: world.calls.append(("scene_update",)))
-
-            def apply_collision_object(self, obj):
-                world.applied.append(obj)
-
-        class Monitor:
-            @contextlib.contextmanager
-            def read_write(self):
-                yield Scene()
-
-            @contextlib.contextmanager
-            def read_only(self):
-                state = SimpleNamespace(
-                    get_pose=lambda link: Msg(position=Msg(x=0.4, y=0.0, z=0.3),
-                                              orientation=Msg(x=1.0, y=0.0, z=0.0, w=0.0)),
-                    get_joint_group_positions=lambda g: [0.1] * 6)
-                yield SimpleNamespace(current_state=state)
-
-        class TEM:
-            def stop_execution(self, clear=True):
-                world.calls.append(("stop", clear))
-
-        class MoveItPy:
-            def __init__(self, node_name="moveit_py", config_dict=None):
-                world.calls.append(("MoveItPy", node_name))
-
-            def get_planning_component(self, group):
-                world.calls.append(("component", group))
-                return Component()
-
-            def get_planning_scene_monitor(self):
-                return Monitor()
-
-            def get_trajactory_execution_manager(self):  # upstream's spelling
-                return TEM()
-
-            def get_robot_model(self):
-                return "model"
-
-            def execute(self, *args, **kw):
-                if world.flavour == "jazzy":
-                    if len(args) != 1 or set(kw) != {"controllers"}:
-                        raise TypeError("jazzy: execute(trajectory, controllers)")
-                else:
-                    if len(args) != 2 or kw != {"blocking": True}:
-                        raise TypeError("humble: execute(group, trajectory, blocking=True)")
-                world.calls.append(("execute", args, kw))
-                if world.exec_raises:
-                    raise world.exec_raises
-                return world.exec_results.pop(0) if world.exec_results else Status("SUCCEEDED")
-
-        class RobotState:
-            def __init__(self, model):
-                self.model = model
-
-            def set_joint_group_positions(self, group, q):
-                world.calls.append(("joints", group, list(q)))
-
-            def update(self):
-                pass
-
-            def set_from_ik(self, group, pose, tip, timeout):
-                world.calls.append(("ik", group, tip))
-                return pose.position.z > 0
-
-        self.api = SimpleNamespace(MoveItPy=MoveItPy, PlanRequestParameters=PlanRequestParameters,
-                                   RobotState=RobotState)
-
-    def names(self):
-        return [c[0] for c in self.calls]
+from moveit_fakes import (SCENE_MSGS, FakeCollisionObject, FakePrimitive, FakeWorld, PlanResult,  # noqa: E402
+                          Status, joints_of, tip_pose_of)
 
 
 @pytest.fixture(autouse=True)
@@ -181,14 +35,19 @@ def _fresh_registry():
 TYPES = MsgTypes.from_typestore(get_typestore(Stores.ROS2_JAZZY))
 
 
-def adapter(flavour, robot="ur5", **world_kw):
-    world = FakeWorld(flavour, **world_kw)
-    a = ma.MoveItAdapter(load_robot_config(robot), api=world.api, msg_types=TYPES, scene_msgs=SCENE_MSGS,
-                         flavour=flavour).connect()
-    return a, world
-
-
 DOWN = Rotation.from_euler("x", np.pi).as_quat()
+FAKE_HOME = tuple(joints_of([0.4, 0.0, 0.45], DOWN))
+"""Home joints of the fake Cartesian arm: tip 0.45 m up, pointing down (the UR5's real home
+joints mean nothing to the fake's kinematics)."""
+
+
+def adapter(flavour, robot="ur5", envelope="default", T_base_workspace=None, **world_kw):
+    world = FakeWorld(flavour, **world_kw)
+    config = dataclasses.replace(load_robot_config(robot), home_joints=FAKE_HOME)
+    env = config.safety_envelope() if envelope == "default" else envelope
+    a = ma.MoveItAdapter(config, api=world.api, msg_types=TYPES, scene_msgs=SCENE_MSGS, flavour=flavour,
+                         envelope=env, T_base_workspace=T_base_workspace).connect()
+    return a, world
 
 
 @pytest.mark.parametrize("flavour", ["humble", "jazzy"])
@@ -198,10 +57,11 @@ def test_move_uses_the_distro_call_shapes(flavour):
     plan_calls = [c for c in world.calls if c[0] == "PlanRequestParameters"]
     assert plan_calls == [("PlanRequestParameters", ("",) if flavour == "jazzy" else ())]
     execute = [c for c in world.calls if c[0] == "execute"][0]
+    (traj,) = world.executed
     if flavour == "jazzy":
-        assert execute[1] == ("traj-1",) and execute[2] == {"controllers": []}
+        assert execute[1] == (traj,) and execute[2] == {"controllers": []}
     else:
-        assert execute[1] == ("ur_manipulator", "traj-1") and execute[2] == {"blocking": True}
+        assert execute[1] == ("ur_manipulator", traj) and execute[2] == {"blocking": True}
 
 
 def test_detect_flavour_from_ros_distro(monkeypatch):
@@ -365,7 +225,7 @@ def test_moveit_robot_converts_cliport_poses_and_speeds():
     with pytest.raises(ConfigError, match="suction"):
         robot.set_gripper(True)
     state = robot.state()
-    np.testing.assert_allclose(state.tcp_xyz, [0.4, 0.0, 0.2], atol=1e-9)  # tool0 at 0.3 pointing down
+    np.testing.assert_allclose(state.tcp_xyz, [0.5, 0.0, 0.05], atol=1e-9)  # where the move went
     np.testing.assert_allclose(np.abs(state.tcp_quat_xyzw), [0, 0, 0, 1], atol=1e-9)
     assert state.suction is True
     robot.stop()
@@ -401,3 +261,168 @@ def test_frame_robot_maps_workspace_poses_to_base():
     np.testing.assert_allclose(inner.poses[0][0], [0.6, -0.2, 0.03])
     robot.stop()
     assert inner.stops == 1
+
+
+# ----------------------------------------------------------------------------------- the planned motion is checked
+
+def _dip(depth_z):
+    """A path that leaves the start and the goal where they are but sinks to tip z = depth_z midway."""
+    def hook(start, goal):
+        rows = [start + (goal - start) * k / 9 for k in range(10)]
+        for k in (4, 5):
+            rows[k] = rows[k].copy()
+            rows[k][2] = depth_z
+        return rows
+    return hook
+
+
+def test_a_plan_that_dips_under_the_table_is_refused_and_nothing_moves():
+    a, world = adapter("jazzy")
+    world.path_hook = _dip(0.05)  # tip 5 cm up = TCP 5 cm under the table, between two fine end points
+    with pytest.raises(SafetyError, match="below the minimum") as err:
+        a.move_to_pose([0.5, 0.0, 0.2], DOWN)
+    assert "the arm did not move" in str(err.value)
+    assert "execute" not in world.names()
+    assert world.names().count("plan") == ma.SAFETY_REPLANS  # OMPL is random: re-planned before giving up
+
+
+def test_a_plan_that_leaves_the_box_is_refused():
+    a, world = adapter("humble")
+
+    def swing(start, goal):
+        rows = [start + (goal - start) * k / 7 for k in range(8)]
+        rows[3] = rows[3].copy()
+        rows[3][1] = 0.8  # 0.8 m to the side: outside y [-0.52, 0.52]
+        return rows
+
+    world.path_hook = swing
+    with pytest.raises(SafetyError, match="outside the workspace"):
+        a.move_to_pose([0.5, 0.0, 0.2], DOWN)
+    assert "execute" not in world.names()
+
+
+def test_the_planned_trajectory_is_densified_through_forward_kinematics():
+    # two waypoints only, both fine; the straight joint line between them is sampled (FK of the
+    # interpolated joints), and the fake arm's joint line goes straight too: accepted, and the
+    # samples are FK_STEP_RAD apart
+    a, world = adapter("jazzy", waypoints=2)
+    traj = world.trajectory(world.current, joints_of([0.5, 0.2, 0.2], DOWN))
+    samples = a.trajectory_samples(traj)
+    assert len(samples) > 10
+    assert np.abs(np.diff(samples.joints, axis=0)).max() <= ma.FK_STEP_RAD + 1e-12
+    np.testing.assert_allclose(samples.tcp_xyz[-1], [0.5, 0.2, 0.1], atol=1e-9)  # TCP 10 cm under tool0
+    np.testing.assert_allclose(np.abs(samples.tcp_quat_xyzw[-1]), [0, 0, 0, 1], atol=1e-9)  # CLIPort: down
+    assert a.check(traj).ok
+
+
+def test_tilting_while_holding_is_refused_but_allowed_with_nothing_held():
+    def tilt(start, goal):
+        rows = [start + (goal - start) * k / 7 for k in range(8)]
+        for k in (3, 4):
+            r = Rotation.from_rotvec(rows[k][3:]) * Rotation.from_euler("y", 30, degrees=True)
+            rows[k] = np.concatenate([rows[k][:3], r.as_rotvec()])
+        return rows
+
+    a, world = adapter("jazzy")
+    world.path_hook = tilt
+    with pytest.raises(SafetyError, match="tool tilted"):
+        a.move_to_pose([0.5, 0.0, 0.2], DOWN, holding=True)
+    assert "execute" not in world.names()
+    a.move_to_pose([0.5, 0.0, 0.2], DOWN, holding=False)
+    assert world.names().count("execute") == 1
+
+
+def test_speed_is_measured_on_the_trajectory_not_the_request():
+    a, world = adapter("jazzy", joint_speed=3.0)  # the "controller" would run the tip at 3 m/s
+    with pytest.raises(SafetyError, match=r"tool point speed .* exceeds 1.000 m/s"):
+        a.move_to_pose([0.5, 0.0, 0.2], DOWN, speed=0.1)  # the request is slow
+    assert "execute" not in world.names()
+
+
+def test_joint_speed_limit():
+    a, world = adapter("jazzy", joint_speed=2.0)
+    with pytest.raises(SafetyError, match=r"joint speed .* exceeds"):
+        a.move_to_pose([0.4, 0.0, 0.2], Rotation.from_euler("xz", [np.pi, 1.5]).as_quat(),  # a fast wrist turn
+                       holding=False)
+    assert "execute" not in world.names()
+
+
+def test_no_envelope_means_nothing_is_executed():
+    a, world = adapter("jazzy", envelope=None)
+    with pytest.raises(SafetyError, match="no safety envelope"):
+        a.move_to_pose([0.5, 0.0, 0.2], DOWN)
+    assert "execute" not in world.names()
+
+
+def test_the_envelope_is_applied_in_the_workspace_frame():
+    T = np.eye(4)
+    T[:3, 3] = [-0.3, 0.0, 0.0]  # the workspace origin 0.3 m behind the base: base x 0.5 = workspace x 0.8
+    a, world = adapter("jazzy", T_base_workspace=T)
+    with pytest.raises(SafetyError, match="outside the workspace"):
+        a.move_to_pose([0.5, 0.0, 0.2], DOWN)
+    b, world_b = adapter("jazzy")
+    b.move_to_pose([0.5, 0.0, 0.2], DOWN)
+    assert "execute" in world_b.names()
+
+
+def test_free_space_moves_while_holding_keep_the_tool_down():
+    a, world = adapter("jazzy")
+    a.move_to_pose([0.5, 0.0, 0.2], DOWN, holding=True)
+    constrained, cleared = world.path_constraints[-2:]
+    (oc,) = constrained.orientation_constraints
+    assert oc.link_name == "tool0" and oc.header.frame_id == "base_link"
+    assert oc.absolute_x_axis_tolerance == oc.absolute_y_axis_tolerance == pytest.approx(np.radians(10.0))
+    assert oc.absolute_z_axis_tolerance == pytest.approx(np.pi)  # yaw free: the tool turns between pick and place
+    assert cleared.orientation_constraints == []  # not left on for the next plan
+    n = len(world.path_constraints)
+    a.move_to_pose([0.5, 0.0, 0.1], DOWN, linear=True, holding=True)  # Pilz LIN: a straight line, no constraint
+    a.move_to_pose([0.5, 0.0, 0.2], DOWN, holding=False)
+    assert len(world.path_constraints) == n
+
+
+def test_stop_interrupts_a_running_execution():
+    a, world = adapter("jazzy")
+    world.block_execute = True
+    errors = []
+
+    def move():
+        try:
+            a.move_to_pose([0.5, 0.0, 0.2], DOWN)
+        except Exception as e:  # noqa: BLE001 - recorded for the assertion
+            errors.append(e)
+
+    mover = threading.Thread(target=move)
+    mover.start()
+    assert world.executing.wait(5.0)
+    t0 = time.monotonic()
+    a.stop()
+    mover.join(5.0)
+    assert not mover.is_alive() and time.monotonic() - t0 < 1.0
+    (err,) = errors
+    assert isinstance(err, MotionStopped)
+    assert ("stop", True) in world.calls
+
+
+def test_moveit_robot_homes_through_the_checked_path_and_waits_until_still():
+    a, world = adapter("jazzy")
+    robot = FrameRobot(MoveItRobot(a.config, a, FakeGripper()), None)
+    robot.home()
+    np.testing.assert_allclose(world.current, FAKE_HOME)
+    assert ("joints", "ur_manipulator", list(FAKE_HOME)) in world.calls
+    assert world.names().count("execute") == 1
+    world.path_hook = _dip(0.02)
+    with pytest.raises(SafetyError, match="below the minimum"):
+        robot.home()
+    assert world.names().count("execute") == 1
+
+
+def test_home_fails_when_the_arm_does_not_arrive(monkeypatch):
+    from sim2real.errors import HardwareError
+    from sim2real.ros import moveit_robot as mr
+
+    a, world = adapter("jazzy", exec_results=[Status("SUCCEEDED")])
+    robot = MoveItRobot(a.config, a, FakeGripper())
+    monkeypatch.setattr(a, "current_state", lambda: (None, None, np.zeros(6)))  # joints never reach home
+    with pytest.raises(HardwareError, match="did not settle at home"):
+        robot._wait_settled(timeout_s=0.1)
+    assert mr.HOME_TOLERANCE_RAD < 0.05

@@ -334,18 +334,12 @@ def test_executor_busy_ignores_new_poses(ros):
 def test_executor_home_service(ros):
     from sim2real.ros.nodes import executor
 
-    class HomingRobot(DryRunRobot):
-        homed = 0
-
-        def go_home(self):
-            self.homed += 1
-
     ros_fakes.Node.overrides = {"mode": "auto", "go_home": False}
-    inner = HomingRobot()
+    inner = DryRunRobot()
     node = executor.make_node(robot=FrameRobot(inner))
     trigger = ros_fakes.sys.modules["std_srvs.srv"].Trigger
     response = node.call("/executor/home", trigger.Request())
-    assert response.success and inner.homed == 1 and inner.commands[-1]["cmd"] == "stop"
+    assert response.success and [c["cmd"] for c in inner.commands] == ["home", "stop"]
 
 
 # ------------------------------------------------------------------------------------------ pipeline

@@ -19,6 +19,16 @@ Pilz ``LIN`` (pipeline ``pilz_industrial_motion_planner``), a straight line of t
 error codes become typed :class:`~sim2real.errors.PlanningError` subclasses carrying the episode
 end reason. The arm is stopped in a ``finally`` whenever an execution does not finish cleanly.
 
+Nothing unchecked is executed: every planned trajectory is sampled (forward kinematics of its
+joint states through moveit_py's ``RobotState``, densified to ``FK_STEP_RAD``) and checked
+against the safety envelope by :func:`sim2real.trajectory_check.check_trajectory` before
+``execute()``; a refused plan raises :class:`~sim2real.errors.SafetyError` and the arm does not
+move (a free-space plan is re-planned up to ``SAFETY_REPLANS`` times first: OMPL is random).
+An adapter without an envelope refuses to execute. While something is (or may be) held, free-
+space plans carry an orientation path constraint keeping the tool pointing down (within the
+envelope's ``max_tilt_deg``; yaw free). ``stop()`` (thread-safe) stops the trajectory through
+the trajectory execution manager; the interrupted ``execute()`` raises ``MotionStopped``.
+
 The moveit_py API is injected (``api=``), so the logic is tested here with a fake module.
 """
 from __future__ import annotations
@@ -32,8 +42,16 @@ from typing import Optional
 
 import numpy as np
 
-from sim2real.errors import ConfigError, PlanningError
+from sim2real.errors import ConfigError, MotionStopped, PlanningError, SafetyError
 from sim2real.robot_config import RobotConfig
+from sim2real.trajectory_check import MotionLimits, TrajectorySamples, check_trajectory
+
+FK_STEP_RAD = 0.02
+"""Largest joint step between two checked samples of a trajectory (rad): at 0.8 m from the base
+about 1.6 cm of tool travel, so an excursion between the planner's waypoints is seen."""
+
+SAFETY_REPLANS = 3
+"""Free-space plans tried before a trajectory the envelope refuses is given up (OMPL is random)."""
 
 # moveit_msgs/msg/MoveItErrorCodes values
 MOVEIT_ERROR_CODES = {
@@ -155,7 +173,8 @@ def load_scene_msgs() -> SimpleNamespace:
     shape_msgs = require_ros("shape_msgs.msg", "the table collision object")
     geometry_msgs = require_ros("geometry_msgs.msg", "the table collision object")
     return SimpleNamespace(CollisionObject=moveit_msgs.CollisionObject, SolidPrimitive=shape_msgs.SolidPrimitive,
-                           Pose=geometry_msgs.Pose)
+                           Pose=geometry_msgs.Pose, Constraints=moveit_msgs.Constraints,
+                           OrientationConstraint=moveit_msgs.OrientationConstraint)
 
 
 _INSTANCES: dict = {}
@@ -175,11 +194,19 @@ class MoveItAdapter:
             by this name (deploy.launch.py writes it) or from ``config_dict``.
         config_dict: MoveIt parameters (MoveItConfigsBuilder(...).to_dict()), optional.
         logger: a logging-like object (rclpy node logger or ``logging.Logger``).
+        envelope: the :class:`sim2real.safety.SafetyEnvelope` every trajectory is checked against
+            (in the workspace frame); without one nothing is executed (see :meth:`set_envelope`).
+        T_base_workspace: (4, 4) workspace -> base of the calibration (None: the same frame).
+        limits: joint / tool speed limits measured on each trajectory.
     """
 
     def __init__(self, config: RobotConfig, *, api=None, msg_types=None, scene_msgs=None, flavour: str = "auto",
-                 node_name: str = "moveit_py", config_dict: Optional[dict] = None, logger=None):
+                 node_name: str = "moveit_py", config_dict: Optional[dict] = None, logger=None,
+                 envelope=None, T_base_workspace=None, limits: MotionLimits = MotionLimits()):
         self.config = config
+        self.set_envelope(envelope, T_base_workspace, limits)
+        self._stop_gen = 0
+        self._stop_lock = threading.Lock()
         self.flavour = detect_flavour(flavour)
         self._api = api
         self._msg_types = msg_types
@@ -220,6 +247,16 @@ class MoveItAdapter:
     def _require(self):
         if self.robot is None:
             raise PlanningError("the MoveIt adapter is not connected; call connect() first")
+
+    def set_envelope(self, envelope, T_base_workspace=None, limits: Optional[MotionLimits] = None) -> None:
+        """The envelope (workspace frame), its frame and the speed limits every trajectory is checked against."""
+        from sim2real.transforms import RigidTransform
+
+        self.envelope = envelope
+        self.T_workspace_base = (None if T_base_workspace is None else
+                                 RigidTransform.from_matrix(T_base_workspace, "T_base_workspace").inverse())
+        if limits is not None:
+            self.limits = limits
 
     # -- planning scene ------------------------------------------------------------------------
 
@@ -284,8 +321,12 @@ class MoveItAdapter:
             raise error_from_code(getattr(result, "error_code", None), context)
         return result.trajectory
 
-    def plan_to_pose(self, xyz, quat_xyzw, *, linear: bool = False, speed: float = 1.0):
+    def plan_to_pose(self, xyz, quat_xyzw, *, linear: bool = False, speed: float = 1.0, holding: bool = True):
         """Plan the TCP to a base-frame pose; returns the RobotTrajectory (nothing moves).
+
+        While ``holding`` (True when unknown), a free-space plan is constrained to keep the tool
+        pointing down (:meth:`down_constraint`); Pilz LIN plans interpolate the orientation of two
+        downward poses, and every plan is checked sample by sample before execution anyway.
 
         Raises:
             MoveItError subclass: no plan (IK, collision, timeout...).
@@ -298,7 +339,47 @@ class MoveItAdapter:
         self.component.set_goal_state(pose_stamped_msg=goal, pose_link=self.config.tip_frame)
         kind = "straight-line (Pilz LIN)" if linear else "free-space"
         where = ", ".join(f"{v:.3f}" for v in np.asarray(xyz, dtype=float))
-        return self._plan(self.plan_parameters(linear, speed), f"{kind} plan to TCP [{where}] m")
+        constrained = holding and not linear
+        if constrained:
+            self._set_path_constraints(self.down_constraint(tip_quat))
+        try:
+            return self._plan(self.plan_parameters(linear, speed), f"{kind} plan to TCP [{where}] m")
+        finally:
+            if constrained:
+                self._set_path_constraints(None)
+
+    def down_constraint(self, tip_quat_xyzw):
+        """moveit_msgs/Constraints: the tip keeps ``tip_quat_xyzw`` within the envelope's tilt, yaw free."""
+        msgs = self._scene_msgs or load_scene_msgs()
+        self._scene_msgs = msgs
+        tilt = np.radians(self.envelope.max_tilt_deg if self.envelope is not None else 10.0)
+        oc = msgs.OrientationConstraint()
+        oc.header.frame_id = self.config.base_frame
+        oc.link_name = self.config.tip_frame
+        q = np.asarray(tip_quat_xyzw, dtype=float)
+        oc.orientation.x, oc.orientation.y, oc.orientation.z, oc.orientation.w = (float(v) for v in q)
+        # Tolerances about the tip's own axes (rotation-vector parameterisation): tilting is
+        # rotating about x or y; the yaw between pick and place turns about z, so z is free.
+        oc.absolute_x_axis_tolerance = oc.absolute_y_axis_tolerance = float(tilt)
+        oc.absolute_z_axis_tolerance = float(np.pi)
+        oc.parameterization = 1  # moveit_msgs/OrientationConstraint.ROTATION_VECTOR
+        oc.weight = 1.0
+        constraints = msgs.Constraints()
+        constraints.name = "sim2real_tool_down"
+        constraints.orientation_constraints = [oc]
+        return constraints
+
+    def _set_path_constraints(self, constraints) -> None:
+        setter = getattr(self.component, "set_path_constraints", None)
+        if setter is None:
+            if constraints is not None:
+                self.log.warning("this moveit_py has no set_path_constraints; the tool-down constraint is enforced "
+                                 "only by the trajectory check")
+            return
+        if constraints is None:
+            msgs = self._scene_msgs or load_scene_msgs()
+            constraints = msgs.Constraints()  # empty = no path constraints for the next plans
+        setter(path_constraints=constraints)
 
     def plan_to_joints(self, joints, *, speed: float = 1.0):
         """Plan to joint positions (radians, the group's order); returns the RobotTrajectory."""
@@ -312,21 +393,111 @@ class MoveItAdapter:
         self.component.set_goal_state(robot_state=state)
         return self._plan(self.plan_parameters(False, speed), "joint-space plan")
 
+    # -- checking ------------------------------------------------------------------------------
+
+    def trajectory_samples(self, trajectory) -> TrajectorySamples:
+        """Sample a planned RobotTrajectory: joint states densified to ``FK_STEP_RAD``, each put
+        through the robot model's forward kinematics (moveit_py ``RobotState.get_pose``), the tip
+        pose turned into the TCP's CLIPort pose in the workspace frame (the envelope's frame)."""
+        group = self.config.planning_group
+        states = list(trajectory)
+        if not states:
+            raise SafetyError("the planned trajectory has no waypoints; the arm did not move")
+        q = np.array([np.asarray(s.get_joint_group_positions(group), dtype=np.float64) for s in states])
+        qd = None
+        if all(hasattr(s, "get_joint_group_velocities") for s in states):
+            qd = np.array([np.asarray(s.get_joint_group_velocities(group), dtype=np.float64) for s in states])
+            if qd.shape != q.shape:
+                qd = None
+        durations = np.asarray(list(trajectory.get_waypoint_durations()), dtype=np.float64).reshape(-1)
+        if durations.shape != (len(states),):
+            raise SafetyError(f"the planned trajectory has {len(states)} waypoints but {durations.shape[0]} durations; "
+                              "the arm did not move")
+        t = np.cumsum(durations) - durations[0]
+        steps = [_subdivisions(q[k] - q[k - 1]) for k in range(1, len(q))]
+        dense_t, dense_q = [t[:1]], [q[:1]]
+        for k, n in enumerate(steps, start=1):
+            f = np.arange(1, n + 1)[:, None] / n
+            dense_q.append(q[k - 1] + f * (q[k] - q[k - 1]))
+            dense_t.append(t[k - 1] + f[:, 0] * (t[k] - t[k - 1]))
+        dense_t, dense_q = np.concatenate(dense_t), np.concatenate(dense_q)
+        xyz, quat = self._forward_kinematics(dense_q)
+        vel = None
+        if qd is not None:  # stated velocities belong to the waypoints; samples between use the differences
+            vel = np.zeros_like(dense_q)
+            vel[np.concatenate([[0], np.cumsum(steps)]).astype(int)] = qd
+        return TrajectorySamples(dense_t, xyz, quat, dense_q, vel)
+
+    def _forward_kinematics(self, joints: np.ndarray):
+        """(N, 3) TCP positions and (N, 4) CLIPort orientations, workspace frame, of joint rows."""
+        from sim2real.ros.conversions import pose_from_msg
+        from sim2real.transforms import RigidTransform
+
+        state = self._api.RobotState(self.robot.get_robot_model())
+        xyz, quat = np.empty((len(joints), 3)), np.empty((len(joints), 4))
+        for i, q in enumerate(joints):
+            if not np.all(np.isfinite(q)):
+                xyz[i], quat[i] = np.nan, np.nan
+                continue
+            state.set_joint_group_positions(self.config.planning_group, q)
+            state.update()
+            tip_xyz, tip_quat = pose_from_msg(state.get_pose(self.config.tip_frame))
+            try:
+                tcp_xyz, tcp_quat = self.config.tcp_pose(tip_xyz, tip_quat)
+                p, r = tcp_xyz, self.config.cliport_orientation(tcp_quat)
+                if self.T_workspace_base is not None:
+                    p, r = (self.T_workspace_base @ RigidTransform.from_xyz_quat(p, r)).as_xyz_quat()
+            except Exception:  # noqa: BLE001 - a degenerate pose (zero quaternion...) is a refusal
+                p, r = np.full(3, np.nan), np.full(4, np.nan)
+            xyz[i], quat[i] = p, r
+        return xyz, quat
+
+    def check(self, trajectory, *, holding: bool = True, region: str = "workspace", label: str = "trajectory"):
+        """SafetyVerdict of a planned trajectory against the envelope (fails closed: no envelope,
+        no samples or any error while sampling is a refusal). Nothing moves."""
+        from sim2real.safety import SafetyVerdict
+
+        if self.envelope is None:
+            return SafetyVerdict(False, (f"{label}: no safety envelope is configured for the MoveIt adapter "
+                                         "(MoveItAdapter(envelope=...) / set_envelope); nothing is executed",))
+        try:
+            samples = self.trajectory_samples(trajectory)
+        except SafetyError as e:
+            return SafetyVerdict(False, (f"{label}: {e}",))
+        except Exception as e:  # noqa: BLE001 - a trajectory we cannot read is a trajectory we do not execute
+            return SafetyVerdict(False, (f"{label}: cannot sample the planned trajectory ({type(e).__name__}: {e})",))
+        return check_trajectory(samples, self.envelope, holding=holding, region=region, limits=self.limits, label=label)
+
     # -- execution -----------------------------------------------------------------------------
 
-    def execute(self, trajectory) -> None:
-        """Execute a planned trajectory (blocking); the arm is stopped unless it finished cleanly.
+    def stop_generation(self) -> int:
+        """A counter ``stop()`` increments: a motion compares it before and after to see a stop."""
+        with self._stop_lock:
+            return self._stop_gen
+
+    def execute(self, trajectory, *, holding: bool = True, region: str = "workspace", label: str = "trajectory",
+                stop_gen: Optional[int] = None) -> None:
+        """Check the trajectory against the envelope, then execute it (blocking); the arm is stopped
+        unless it finished cleanly.
 
         Raises:
+            SafetyError: the trajectory leaves the envelope (the arm did not move).
+            MotionStopped: ``stop()`` was called during the motion (or since ``stop_gen``).
             ExecutionError: the controller did not report success.
         """
         self._require()
+        gen = self.stop_generation() if stop_gen is None else stop_gen
+        self.check(trajectory, holding=holding, region=region, label=label).raise_if_unsafe()
+        if self.stop_generation() != gen:
+            raise MotionStopped(f"{label}: stopped before execution; the arm did not move")
         finished = False
         try:
             if self.flavour == "jazzy":
                 status = self.robot.execute(trajectory, controllers=[])
             else:
                 status = self.robot.execute(self.config.planning_group, trajectory, blocking=True)
+            if self.stop_generation() != gen:
+                raise MotionStopped(f"{label}: stopped by stop() during execution; the arm holds where it stopped")
             if status is not None and not bool(status):
                 text = getattr(status, "status", status)
                 raise ExecutionError(f"trajectory execution failed: {text}; check the controller and the "
@@ -336,17 +507,37 @@ class MoveItAdapter:
             if not finished:
                 self.stop()
 
-    def move_to_pose(self, xyz, quat_xyzw, *, linear: bool = False, speed: float = 1.0) -> None:
-        """Plan then execute a TCP move (see :meth:`plan_to_pose` and :meth:`execute`)."""
-        self.execute(self.plan_to_pose(xyz, quat_xyzw, linear=linear, speed=speed))
+    def move_to_pose(self, xyz, quat_xyzw, *, linear: bool = False, speed: float = 1.0, holding: bool = True) -> None:
+        """Plan, check against the envelope, then execute a TCP move (base frame).
 
-    def move_to_joints(self, joints, *, speed: float = 1.0) -> None:
-        """Plan then execute a joint-space move (e.g. home)."""
-        self.execute(self.plan_to_joints(joints, speed=speed))
+        A free-space plan the envelope refuses is re-planned (``SAFETY_REPLANS`` tries in all).
 
-    def go_home(self, speed: float = 1.0) -> None:
-        """Move to the config's home joints."""
-        self.move_to_joints(self.config.home_joints, speed=speed)
+        Raises:
+            SafetyError: every plan left the envelope; the arm did not move.
+            MoveItError subclass / MotionStopped: see :meth:`plan_to_pose` and :meth:`execute`.
+        """
+        gen = self.stop_generation()
+        kind = "straight-line" if linear else "free-space"
+        tries = 1 if linear else SAFETY_REPLANS
+        verdict = None
+        for attempt in range(tries):
+            trajectory = self.plan_to_pose(xyz, quat_xyzw, linear=linear, speed=speed, holding=holding)
+            verdict = self.check(trajectory, holding=holding, label=f"{kind} trajectory")
+            if verdict.ok:
+                return self.execute(trajectory, holding=holding, label=f"{kind} trajectory", stop_gen=gen)
+            self.log.warning(f"planned {kind} trajectory refused by the safety envelope (try {attempt + 1} of "
+                             f"{tries}): {'; '.join(verdict.reasons)}")
+        verdict.raise_if_unsafe()
+
+    def move_to_joints(self, joints, *, speed: float = 1.0, holding: bool = True, region: str = "workspace") -> None:
+        """Plan, check, then execute a joint-space move."""
+        gen = self.stop_generation()
+        self.execute(self.plan_to_joints(joints, speed=speed), holding=holding, region=region,
+                     label="joint-space trajectory", stop_gen=gen)
+
+    def go_home(self, speed: float = 1.0, holding: bool = False) -> None:
+        """Move to the config's home joints (checked: floor, ceiling, speeds; home is outside the box)."""
+        self.move_to_joints(self.config.home_joints, speed=speed, holding=holding, region="home")
 
     def ik_reachable(self, tcp_xyz, tcp_quat_xyzw, timeout_s: float = 0.1) -> bool:
         """True when the TCP pose (base frame) has an IK solution for the tip frame (nothing moves)."""
@@ -370,7 +561,10 @@ class MoveItAdapter:
         return xyz, quat, joints
 
     def stop(self) -> None:
-        """Stop any trajectory in execution (never raises: it runs inside ``finally`` blocks)."""
+        """Stop any trajectory in execution now (thread-safe; never raises: it runs inside ``finally``
+        blocks). A blocking :meth:`execute` in another thread then raises MotionStopped."""
+        with self._stop_lock:
+            self._stop_gen += 1
         if self.robot is None:
             return
         try:
@@ -391,6 +585,12 @@ class MoveItAdapter:
             yield self
         finally:
             self.stop()
+
+
+def _subdivisions(dq) -> int:
+    """Samples a joint step ``dq`` is cut into so no joint moves more than FK_STEP_RAD per sample."""
+    step = float(np.abs(dq).max()) if np.size(dq) else 0.0
+    return max(1, int(np.ceil(step / FK_STEP_RAD))) if np.isfinite(step) else 1
 
 
 def forget_instances() -> None:

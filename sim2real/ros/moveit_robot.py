@@ -4,14 +4,25 @@ RobotPort poses are the tool point's (xyz metres, quat_xyzw) in the base frame i
 convention (identity = tool pointing down); this class turns them into the TCP orientation of
 the robot config (``down_rpy``), then into a ``tip_frame`` goal (``tcp_offset``) for MoveIt.
 ``speed`` (m/s) becomes a fraction of the config's scaling factors (``speeds.max_tcp_speed``).
+Every motion goes plan -> safety envelope (the whole trajectory, see
+:meth:`~sim2real.ros.moveit_adapter.MoveItAdapter.execute`) -> robot; ``home()`` returns once
+the arm is at its home joints and still; ``stop()`` is thread-safe.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
-from sim2real.errors import ConfigError
-from sim2real.robot import RobotState
+from sim2real.errors import ConfigError, HardwareError
+from sim2real.robot import HOME_SPEED, RobotState
 from sim2real.robot_config import RobotConfig
+
+HOME_TOLERANCE_RAD = 0.01
+"""Largest joint error at which the arm counts as at home."""
+
+SETTLE_TIMEOUT_S = 3.0
+"""How long ``home()`` waits for the monitored joints to reach home and stop moving."""
 
 
 class MoveItRobot:
@@ -28,12 +39,53 @@ class MoveItRobot:
         self.tool = "gripper" if config.gripper.type == "parallel" else "suction"
         self._engaged = None
 
+    @property
+    def maybe_holding(self) -> bool:
+        """True unless the tool is known to be released: the trajectory check and the tool-down
+        path constraint then apply (unknown counts as holding)."""
+        return self._engaged is not False
+
     def move_to(self, pose, speed: float, linear: bool = False) -> None:
-        """Plan and execute the tool point to ``pose``; raises MoveItError subclasses (PlanningError)."""
+        """Plan, check and execute the tool point to ``pose``.
+
+        Raises:
+            MoveItError subclasses (PlanningError), SafetyError (the planned trajectory leaves the
+            envelope; the arm did not move), MotionStopped.
+        """
         xyz, quat = (np.asarray(v, dtype=np.float64) for v in pose)
         self.adapter.connect()
         self.adapter.move_to_pose(xyz, self.config.tcp_orientation(quat), linear=linear,
-                                  speed=self.config.speeds.fraction(speed))
+                                  speed=self.config.speeds.fraction(speed), holding=self.maybe_holding)
+
+    def home(self, speed: float = HOME_SPEED) -> None:
+        """Joint-space move to the config's home joints (checked trajectory); returns once the arm is
+        there and still (so a frame captured next shows no arm).
+
+        Raises:
+            PlanningError / SafetyError / MotionStopped from the move; HardwareError when the
+            monitored joints do not settle at home within ``SETTLE_TIMEOUT_S``.
+        """
+        if not (np.isfinite(speed) and 0.0 < float(speed) <= 1.0):
+            raise ConfigError(f"home speed must be a fraction in (0, 1], got {speed}")
+        self.adapter.connect()
+        self.adapter.go_home(float(speed), holding=self._engaged is True)
+        self._wait_settled()
+
+    def _wait_settled(self, timeout_s: float = SETTLE_TIMEOUT_S, poll_s: float = 0.05) -> None:
+        home = np.asarray(self.config.home_joints, dtype=np.float64)
+        deadline, previous = time.monotonic() + timeout_s, None
+        while True:
+            joints = np.asarray(self.adapter.current_state()[2], dtype=np.float64)
+            at_home = joints.shape == home.shape and float(np.abs(joints - home).max()) <= HOME_TOLERANCE_RAD
+            still = previous is not None and float(np.abs(joints - previous).max()) <= HOME_TOLERANCE_RAD / 10
+            if at_home and still:
+                return
+            if time.monotonic() > deadline:
+                raise HardwareError(f"the arm did not settle at home within {timeout_s:.1f} s (joints "
+                                    f"{np.round(joints, 3).tolist()}, home {np.round(home, 3).tolist()}); check the "
+                                    "driver and the controller (protective stop?)")
+            previous = joints
+            time.sleep(poll_s)
 
     def _tool(self, engaged: bool, kind: str) -> None:
         if self.gripper is None:
@@ -50,9 +102,8 @@ class MoveItRobot:
         self._tool(closed, "gripper")
 
     def go_home(self, speed: float = 1.0) -> None:
-        """Joint-space move to the config's home joints (speed: fraction of the scaling)."""
-        self.adapter.connect()
-        self.adapter.go_home(speed)
+        """Deprecated name of :meth:`home`."""
+        self.home(speed)
 
     def state(self) -> RobotState:
         self.adapter.connect()
@@ -69,6 +120,7 @@ class MoveItRobot:
         return self.adapter.ik_reachable(xyz, self.config.tcp_orientation(quat))
 
     def stop(self) -> None:
+        """Stop the current trajectory now (thread-safe: the ~/stop service calls it during a step)."""
         self.adapter.stop()
 
 
@@ -102,6 +154,9 @@ class FrameRobot:
     def reachable(self, pose) -> bool:
         return self.robot.reachable(self._to_base(pose))
 
+    def home(self, speed: float = HOME_SPEED) -> None:
+        self.robot.home(speed)
+
     def set_suction(self, on: bool) -> None:
         self.robot.set_suction(on)
 
@@ -126,12 +181,16 @@ class FrameRobot:
 DEPLOY_HINT = "or run the arm through ROS 2 launch instead: `ros2 launch sim2real deploy.launch.py robot:=<ur5|xarm6|xarm7>`"
 
 
-def connect_moveit_robot(config: RobotConfig, T_base_workspace=None, node_name: str = "sim2real_run"):
+def connect_moveit_robot(config: RobotConfig, T_base_workspace=None, node_name: str = "sim2real_run",
+                         envelope=None, limits=None):
     """The real arm as a workspace-frame RobotPort from a plain process (no launch file).
 
     Starts rclpy, a node spun on a background thread (the gripper's service / action replies
     arrive there), MoveItPy with the parameters built from ``config`` (moveit_configs_utils /
     uf_ros_lib), and the configured gripper.
+
+    Every trajectory is checked against ``envelope`` (workspace frame; default: the robot
+    config's envelope on the default workspace) before it runs.
 
     Returns:
         (FrameRobot, close) where ``close()`` stops the arm and shuts the node down.
@@ -178,7 +237,10 @@ def connect_moveit_robot(config: RobotConfig, T_base_workspace=None, node_name: 
             rclpy.try_shutdown()
 
     try:
-        adapter = MoveItAdapter(config, api=api, config_dict=params).connect()
+        envelope = envelope if envelope is not None else config.safety_envelope()
+        extra = {} if limits is None else {"limits": limits}
+        adapter = MoveItAdapter(config, api=api, config_dict=params, envelope=envelope,
+                                T_base_workspace=T_base_workspace, **extra).connect()
         gripper = make_gripper(node, config.gripper)
         robot = FrameRobot(MoveItRobot(config, adapter, gripper), T_base_workspace)
     except BaseException:

@@ -8,14 +8,23 @@ Step results travel between nodes as ``std_msgs/String`` holding one JSON object
 message package)::
 
     {"stage": "heightmap" | "policy" | "executor", "ok": bool, "reason": str, "message": str,
-     "goal": str, "t_goal": float, "mode": "auto" | "confirm" | "dry_run",
+     "goal": str, "t_goal": float, "mode": "auto" | "confirm" | "dry_run", "step_id": str,
+     "heightmap_stamp_ns": int (the heightmap the policy acted on), "retry": bool,
      "action": {"pick": PixelPose dict, "place": ...} | null, "safety": {"ok": bool, "reasons": [...]} | null,
      "executed": bool, "timings": {"plan_s": .., "motion_s": ..}}
 
+Step ids: the trials node sends each goal as JSON ``{"goal": str, "step_id": str}`` (a plain
+string is still a goal, with no id); the policy node tags the [pick, place] PoseArray's
+``header.frame_id`` as ``<base_frame>|step=<id>`` (:func:`tag_frame`; the stamp stays the
+heightmap's), the executor strips the tag and copies the id into its step result, and the
+trials node takes only the result carrying the id it is waiting for: a late result of a step that
+timed out is never taken as the next step's.
+
 Reasons (the episode end reasons recorded with the trial): ``ok``, ``dry_run``, ``safety_stop``,
 ``planning_failed``, ``ik_failed``, ``execution_failed``, ``rejected_by_operator``,
-``camera_lost``, ``stale_frame``, ``tf_timeout``, ``policy_error``, ``hardware_error``,
-``step_timeout``, ``max_steps``, ``done``.
+``operator_stop``, ``camera_lost``, ``stale_frame``, ``tf_timeout``, ``policy_error``,
+``hardware_error``, ``step_timeout``, ``max_steps``, ``done``. A result with ``retry`` true (the
+plan went stale before it could run) asks for the same step again on a new observation.
 """
 from __future__ import annotations
 
@@ -25,15 +34,51 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from sim2real.errors import HardwareError, PlanningError, SafetyError, Sim2RealError
+from sim2real.errors import HardwareError, MotionStopped, PlanningError, SafetyError, Sim2RealError
 
 MODES = ("auto", "confirm", "dry_run")
 """Executor operating modes."""
 
 STOP_REASONS = ("safety_stop", "planning_failed", "ik_failed", "execution_failed", "rejected_by_operator",
-                "camera_lost", "stale_frame", "tf_timeout", "policy_error", "hardware_error", "config_error",
-                "step_timeout", "empty_heightmap")
+                "operator_stop", "camera_lost", "stale_frame", "tf_timeout", "policy_error", "hardware_error",
+                "config_error", "step_timeout", "empty_heightmap")
 """Step failures that end the trial (the arm has not moved, or was stopped)."""
+
+STEP_TAG = "|step="
+"""Separator of the step id in a PoseArray's frame_id (``|`` never occurs in a TF frame name)."""
+
+MAX_STALE_RETRIES = 5
+"""How often one step is asked again because its plan went stale before it could run."""
+
+
+def encode_goal(goal: str, step_id: str) -> str:
+    """The goal String's text: JSON with the language goal and the step id."""
+    return json.dumps({"goal": str(goal), "step_id": str(step_id)})
+
+
+def decode_goal(text: str) -> tuple:
+    """(goal, step_id) of a goal String: JSON from the trials node, or a plain goal (step id '')."""
+    text = str(text)
+    if text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return text.strip(), ""
+        if isinstance(data, dict) and isinstance(data.get("goal"), str):
+            step_id = data.get("step_id", "")
+            return data["goal"].strip(), step_id if isinstance(step_id, str) else ""
+    return text.strip(), ""
+
+
+def tag_frame(frame_id: str, step_id: str) -> str:
+    """``frame_id`` carrying ``step_id`` (unchanged when the id is empty)."""
+    return f"{frame_id}{STEP_TAG}{step_id}" if step_id else frame_id
+
+
+def split_frame(frame_id: str) -> tuple:
+    """(frame_id, step_id) of a tagged frame id (:func:`tag_frame`); step id '' when untagged."""
+    frame, _, step_id = str(frame_id).partition(STEP_TAG)
+    return frame, step_id
 
 
 def step_result(stage: str, ok: bool, reason: str, message: str = "", **extra) -> dict:
@@ -90,7 +135,8 @@ def _verdict_dict(verdict) -> dict:
 
 def execute_step(action, *, mode: str, plan_fn: Callable, check_fn: Callable, execute_fn: Callable, robot,
                  publish_plan: Callable = lambda plan: None, confirm: Callable[[float], Optional[bool]] = None,
-                 confirm_timeout_s: float = 120.0, log: Callable[[str], None] = print, clock=time.monotonic) -> dict:
+                 confirm_timeout_s: float = 120.0, log: Callable[[str], None] = print, clock=time.monotonic,
+                 stale: Callable[[], Optional[str]] = lambda: None) -> dict:
     """Plan, check, (maybe) confirm and execute one pick-and-place action.
 
     Args:
@@ -103,6 +149,9 @@ def execute_step(action, *, mode: str, plan_fn: Callable, check_fn: Callable, ex
         publish_plan: shows the plan (RViz) before anything moves.
         confirm: ``confirm(timeout_s) -> True | False | None`` (None = nobody answered).
         log: one-line logger for failures.
+        stale: ``stale() -> None | message``, asked at the moment of execution (after any
+            confirmation): a message means the observation the plan was made on is too old; the
+            step is refused (``stale_frame``, ``retry`` true: ask again on a new observation).
 
     Returns:
         A step-result dict; ``executed`` is True only when the motion ran to completion.
@@ -129,13 +178,25 @@ def execute_step(action, *, mode: str, plan_fn: Callable, check_fn: Callable, ex
         answer = confirm(confirm_timeout_s) if confirm is not None else None
         if answer is not True:
             why = "rejected by the operator" if answer is False else f"not confirmed within {confirm_timeout_s:.0f} s"
+            if answer is None and stale() is not None:
+                why = f"not confirmed before the plan went stale: {stale()}"
+                log(f"step stopped: motion {why}; the arm does not move, a new step is requested")
+                return step_result("executor", False, "stale_frame", why, retry=True, **base)
             log(f"step stopped: motion {why}; the arm does not move")
             return step_result("executor", False, "rejected_by_operator", why, **base)
+    too_old = stale()
+    if too_old is not None:
+        log(f"step stopped: the plan is stale at the moment of execution ({too_old}); the arm does not move, "
+            "a new step is requested")
+        return step_result("executor", False, "stale_frame", too_old, retry=True, **base)
     t1 = clock()
     try:
         execute_fn(robot, plan)
         base["executed"] = True
         return step_result("executor", True, "ok", "executed", **base)
+    except MotionStopped as e:
+        log(f"step stopped by the operator: {e}")
+        return step_result("executor", False, "operator_stop", str(e), **base)
     except SafetyError as e:
         log(f"step stopped by a safety check during execution: {e}")
         return step_result("executor", False, "safety_stop", str(e), **base)
@@ -183,12 +244,21 @@ def run_remote_episode(goal: str, max_steps: int, request_step: Callable[[str, i
     for index in range(max_steps):
         if end_requested():
             return RemoteEpisodeResult(None, steps, "done", None, {"goal": goal, "step_reasons": reasons})
-        try:
-            result = request_step(goal, index)
-        except TimeoutError as e:
-            result = step_result("trials", False, "step_timeout", str(e))
+        retries = 0
+        for attempt in range(MAX_STALE_RETRIES + 1):
+            try:
+                result = request_step(goal, index)
+            except TimeoutError as e:
+                result = step_result("trials", False, "step_timeout", str(e))
+            # a plan that went stale before it ran: the arm did not move; ask again on a new observation
+            if not (result.get("retry") and result.get("reason") == "stale_frame") or attempt == MAX_STALE_RETRIES \
+                    or end_requested():
+                break
+            retries += 1
         steps += 1
         reasons.append(result.get("reason"))
+        if retries:
+            result = {**result, "stale_retries": retries}
         if on_step is not None:
             on_step(make_step_record(goal, result))
         if not result.get("ok"):
@@ -214,7 +284,9 @@ def default_step_record(goal: str, result: dict) -> dict:
             "safety": result.get("safety"), "timings": result.get("timings") or {},
             "executed": {"executed": bool(result.get("executed")), "mode": result.get("mode")},
             "error": None if result.get("ok") else f"{result.get('reason')}: {result.get('message', '')}",
-            "info": {"stage": result.get("stage"), "reason": result.get("reason")}}
+            "info": {"stage": result.get("stage"), "reason": result.get("reason"),
+                     "step_id": result.get("step_id", ""), "heightmap_stamp_ns": result.get("heightmap_stamp_ns"),
+                     "stale_retries": result.get("stale_retries", 0)}}
 
 
 def resolve_task(task: str, goal: str = "", max_steps: int = 0, tasks: Optional[dict] = None) -> tuple:

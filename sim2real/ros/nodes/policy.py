@@ -112,43 +112,46 @@ class PolicyStage:
         with self._lock:
             self.latest = obs
 
-    def _fail(self, reason: str, message: str, goal: str, t_goal: float) -> None:
+    def _fail(self, reason: str, message: str, goal: str, t_goal: float, step_id: str = "") -> None:
         from std_msgs.msg import String
 
         from sim2real.ros.steps import encode, step_result
 
         self.log.error(f"step stopped ({reason}): {message}")
         self.pub_result.publish(String(data=encode(step_result("policy", False, reason, message, goal=goal,
-                                                               t_goal=t_goal))))
+                                                               t_goal=t_goal, step_id=step_id))))
 
     def on_goal(self, msg) -> None:
         """Run the policy on the newest heightmap for the goal ``msg.data``."""
         from sim2real.ros.conversions import pose_array_msg, rgb_to_image_msg
         from sim2real.ros.frames import action_to_base
         from sim2real.ros.overlay import affordance_overlay
-        from sim2real.ros.steps import check_age
+        from sim2real.ros.steps import check_age, decode_goal, tag_frame
 
-        goal, t_goal = str(msg.data).strip(), now_s(self.node)
+        (goal, step_id), t_goal = decode_goal(msg.data), now_s(self.node)
         if not goal:
-            return self._fail("policy_error", "empty goal string", goal, t_goal)
+            return self._fail("policy_error", "empty goal string", goal, t_goal, step_id)
         with self._lock:
             obs = self.latest
         if obs is None:
             return self._fail(*self._missing_reason("camera_lost", f"no heightmap received yet on "
                               f"{self.p['heightmap_topic']}; is the heightmap node running and the camera publishing?"),
-                              goal, t_goal)
+                              goal, t_goal, step_id)
         stale = check_age(obs.stamp, t_goal, self.p["max_age_s"], "the newest heightmap")
         if stale:
-            return self._fail(*self._missing_reason("stale_frame", stale), goal, t_goal)
+            return self._fail(*self._missing_reason("stale_frame", stale), goal, t_goal, step_id)
         t0 = time.monotonic()
         try:
             action = self.policy.act(obs, goal)
         except Sim2RealError as e:
-            return self._fail("policy_error", str(e), goal, t_goal)
+            return self._fail("policy_error", str(e), goal, t_goal, step_id)
         policy_s = time.monotonic() - t0
-        action.info.update({"goal": goal, "t_goal": t_goal, "policy_s": policy_s})
+        # the step id and the heightmap acted on travel with the action (in-process: the pipeline)
+        # and with the poses (frame_id tag, stamp) to the executor and back in its step result
+        action.info.update({"goal": goal, "t_goal": t_goal, "policy_s": policy_s, "step_id": step_id,
+                            "heightmap_stamp_s": obs.stamp})
         poses = action_to_base(action, self.T_base_workspace)
-        self.pub_poses.publish(pose_array_msg(self.types, poses, self.p["base_frame"], obs.stamp))
+        self.pub_poses.publish(pose_array_msg(self.types, poses, tag_frame(self.p["base_frame"], step_id), obs.stamp))
         try:
             self.pub_overlay.publish(rgb_to_image_msg(self.types, affordance_overlay(obs, action), obs.stamp,
                                                       self.p["base_frame"]))
