@@ -161,8 +161,19 @@ HEIGHTMAP = [
        "Published why frames are dropped (std_msgs/String JSON: reason tf_timeout / stale_frame / camera_lost)."),
 ]
 
+TWIN_REQUEST_TOPIC = "/sim2real/twin/request"
+TWIN_REPLY_TOPIC = "/sim2real/twin/reply"
+
+_TWIN_LINK = [
+    _p("twin_request_topic", "string", TWIN_REQUEST_TOPIC, "Twin calls (std_msgs/String JSON, sim2real.ros.twin_link)."),
+    _p("twin_reply_topic", "string", TWIN_REPLY_TOPIC, "Twin replies (std_msgs/String JSON)."),
+    _p("twin_timeout_s", "double", 60.0, "A twin call without a reply within this time fails (hardware_error).",
+       low=0.1, high=600.0),
+]
+
 POLICY = [
-    _p("checkpoint", "string", "", "CLIPort / GenSim checkpoint (.ckpt) to load; required."),
+    _p("checkpoint", "string", "", "CLIPort / GenSim checkpoint (.ckpt) to load; required. 'oracle' asks the twin "
+       "node's ground-truth oracle (robot:=sim only)."),
     _p("device", "string", "cpu", "Torch device for the policy.", choices=("cpu", "cuda")),
     _p("goal_topic", "string", GOAL_TOPIC, "Subscribed language goal (std_msgs/String)."),
     _p("heightmap_topic", "string", HEIGHTMAP_TOPIC, "Subscribed heightmap (32FC1)."),
@@ -175,6 +186,7 @@ POLICY = [
     *_FRAMES,
     *_STALENESS,
     *_CALIBRATION,
+    *_TWIN_LINK,
 ]
 
 EXECUTOR = [
@@ -193,6 +205,9 @@ EXECUTOR = [
     _p("max_pose_age_s", "double", 30.0, "Refuse poses computed from a heightmap older than this (s).",
        low=0.1, high=600.0),
     _p("go_home", "bool", True, "Move to the robot config's home joints at start-up (not in dry_run)."),
+    _p("driver", "string", "moveit", "Who executes the motions: MoveIt (the real arm or its mock hardware) or the "
+       "digital twin node (robot:=sim in deploy.launch.py; sim2real.ros.twin_link).", choices=("moveit", "twin")),
+    *_TWIN_LINK,
     *_FRAMES,
     *_CALIBRATION,
 ]
@@ -222,6 +237,17 @@ TRIALS = [
        low=1.0, high=3600.0),
 ]
 
+TWIN = [
+    _p("twin_config", "string", "", "Twin robot YAML; empty = config/robots/sim.yaml."),
+    _p("task", "string", "", "Task (name or alias, config/tasks) set up by ~/reset; required."),
+    _p("seed", "integer", 0, "Seed of the first ~/reset; each further reset uses the next one.", low=0),
+    _p("publish_rate_hz", "double", 5.0, "Camera frames per second (each one a PyBullet render).", low=0.1, high=60.0),
+    _p("depth_encoding", "string", "16UC1", "Depth image encoding.", choices=("16UC1", "32FC1")),
+    _p("frame_id", "string", "camera_color_optical_frame", "Optical frame of the rendered camera."),
+    *_CAMERA_OUT,
+    *_TWIN_LINK[:2],
+]
+
 CALIBRATION_TF = [
     _p("calibration", "string", "", "Calibration YAML to publish as a static TF; required."),
     _p("base_frame", "string", "", "Parent frame; empty = the calibration's frames.base."),
@@ -249,6 +275,7 @@ NODES: dict[str, list] = {
     "trials": TRIALS,
     "calibration_tf": CALIBRATION_TF,
     "calibrate": CALIBRATE,
+    "twin": TWIN,
 }
 """Node name -> its parameters. The node's ROS name is the key (launch files use the same)."""
 

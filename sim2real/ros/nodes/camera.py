@@ -24,6 +24,9 @@ from sim2real.ros.params import declare
 
 NODE = "camera"
 CAMERA_QOS_DEPTH = 5
+TWIN_RENDERER = "tiny"
+"""PyBullet's CPU renderer: the nodes render from executor threads, and an EGL context only works
+in the thread that created it (a render from another thread hangs or crashes)."""
 
 
 def open_camera(params: dict):
@@ -53,7 +56,7 @@ class TwinSceneCamera:
     def __init__(self, params: dict):
         from sim2real.twin import Twin
 
-        self.twin = Twin.from_config(params["twin_config"] or None)
+        self.twin = Twin.from_config(params["twin_config"] or None, renderer=TWIN_RENDERER)
         if params["twin_task"]:
             from sim2real.tasks import resolve
 

@@ -108,6 +108,8 @@ class HeightmapStage:
     def camera_to_base(self, frame_id: str, stamp) -> np.ndarray:
         """(4, 4) T_base_camera from TF at ``stamp`` (or the calibration YAML's, see _setup_transform);
         HardwareError with the tf2_echo command on a TF timeout."""
+        if self.transform_source == "calibration":
+            return np.asarray(self.calibration.T_base_camera, dtype=np.float64)
         import rclpy.duration
         import rclpy.time
         import tf2_ros
@@ -116,8 +118,6 @@ class HeightmapStage:
         from sim2real.ros.conversions import transform_to_matrix
 
         camera = self.p["camera_frame"] or frame_id
-        if self.transform_source == "calibration":
-            return np.asarray(self.calibration.T_base_camera, dtype=np.float64)
         try:
             tf = self.tf_buffer.lookup_transform(self.p["base_frame"], camera, rclpy.time.Time.from_msg(stamp),
                                                  timeout=rclpy.duration.Duration(seconds=self.p["tf_timeout_s"]))
