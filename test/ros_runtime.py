@@ -16,7 +16,6 @@ domain's well-known ports must be bound to 127.0.0.1.
 from __future__ import annotations
 
 import os
-import random
 import signal
 import socket
 import struct
@@ -26,35 +25,9 @@ import threading
 import time
 from pathlib import Path
 
-PB, DG = 7400, 250  # RTPS well-known port mapping (spec 9.6.1.1): port base, domain gain
+from sim2real.ros.runtime import domain_ports, free_domain_id as pick_domain  # noqa: F401 - re-exported
+
 BIN = Path(sys.executable).parent
-
-
-def domain_ports(domain: int) -> range:
-    return range(PB + DG * domain, PB + DG * (domain + 1))
-
-
-def _bound_udp_ports() -> set:
-    ports = set()
-    for table in ("/proc/net/udp", "/proc/net/udp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        ports.update(int(line.split()[1].rsplit(":", 1)[1], 16) for line in lines)
-    return ports
-
-
-def pick_domain(seed=None) -> int:
-    """A ROS_DOMAIN_ID in 1..100 whose port range nobody on this machine has bound (random order)."""
-    rng = random.Random(seed if seed is not None else os.getpid() ^ time.time_ns())
-    bound = _bound_udp_ports()
-    domains = list(range(1, 101))
-    rng.shuffle(domains)
-    for d in domains:
-        if not bound.intersection(domain_ports(d)):
-            return d
-    raise RuntimeError("every ROS_DOMAIN_ID 1..100 has bound ports; too many DDS sessions on this machine")
 
 
 def udp_sockets(pid: int) -> list:

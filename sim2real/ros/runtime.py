@@ -83,6 +83,41 @@ LOOPBACK_PROFILE = f"""<?xml version="1.0" encoding="UTF-8" ?>
 """
 
 
+RTPS_PORT_BASE, RTPS_DOMAIN_GAIN = 7400, 250
+"""RTPS well-known port mapping (spec 9.6.1.1): domain ``d`` uses ports 7400 + 250 d .. 7649 + 250 d."""
+
+
+def domain_ports(domain: int) -> range:
+    return range(RTPS_PORT_BASE + RTPS_DOMAIN_GAIN * domain, RTPS_PORT_BASE + RTPS_DOMAIN_GAIN * (domain + 1))
+
+
+def _bound_udp_ports() -> set:
+    ports = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        ports.update(int(line.split()[1].rsplit(":", 1)[1], 16) for line in lines)
+    return ports
+
+
+def free_domain_id(seed=None) -> int:
+    """A ROS_DOMAIN_ID in 1..100 whose RTPS ports nobody on this machine has bound (random order),
+    so parallel test sessions / benchmarks never discover each other."""
+    import random
+    import time
+
+    rng = random.Random(seed if seed is not None else os.getpid() ^ time.time_ns())
+    bound = _bound_udp_ports()
+    domains = list(range(1, 101))
+    rng.shuffle(domains)
+    for d in domains:
+        if not bound.intersection(domain_ports(d)):
+            return d
+    raise RuntimeError("every ROS_DOMAIN_ID 1..100 has bound ports; too many DDS sessions on this machine")
+
+
 def write_loopback_profile(directory) -> Path:
     """Write the Fast DDS loopback profile into ``directory``; returns its path."""
     path = Path(directory) / "fastdds_loopback.xml"
