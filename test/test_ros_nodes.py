@@ -1,6 +1,11 @@
 """The node code itself, run against an in-memory fake of the ROS 2 Python API (test/ros_fakes.py)
 with the real message definitions: what each node subscribes, publishes and answers, and that a
-stale frame, a lost camera, a TF timeout or an unsafe pose stops the step with its reason."""
+stale frame, a lost camera, a TF timeout or an unsafe pose stops the step with its reason.
+Where real rclpy can run the same exchange it does (test_ros_runtime_*.py: parameters, SIGINT,
+camera QoS and playback, services and the step protocol, the twin graph). These fake-based tests
+stay for what PyPI lacks: tf2_ros (TF lookups, timeouts, static TF), message_filters
+(ApproximateTimeSynchronizer) and moveit_py, and for in-process details (watchdogs, injected ports).
+"""
 import json
 import threading
 import time

@@ -42,8 +42,12 @@ def _operate(helper: RclpyHelper, procs: dict, n_trials: int, timeout: float = 2
 
     from sensor_msgs.msg import Image
 
+    from rclpy.qos import qos_profile_sensor_data
+
     prompts = helper.collect(String, "/sim2real/operator_prompt", 50)
-    heightmaps = helper.collect(Image, "/sim2real/heightmap", 1)
+    heightmaps = helper.collect(Image, "/sim2real/heightmap", 1)  # reliable
+    heightmaps_be = helper.collect(Image, "/sim2real/heightmap", qos_profile_sensor_data)  # best effort
+    camera_be = helper.collect(Image, "/sim2real/camera/color/image_raw", qos_profile_sensor_data)
     results = helper.collect(String, "/sim2real/step_result", 50)
     done_log = []
     deadline = time.monotonic() + timeout
@@ -84,6 +88,8 @@ def _operate(helper: RclpyHelper, procs: dict, n_trials: int, timeout: float = 2
     assert helper.wait_until(lambda: any("campaign finished" in m.data for m in prompts), 30.0), dump()
     print("\n".join(m.data for m in prompts), "\n".join(m.data[:300] for m in results), sep="\n")
     assert results, "no step result was published"
+    # QoS: reliable and sensor-data subscribers both receive the heightmap and the twin camera
+    assert heightmaps and heightmaps_be and camera_be
     return done_log
 
 
@@ -145,3 +151,19 @@ def test_policy_on_another_host_over_dds_only(tmp_path, repo_root):
         _stop(procs)
     (rec,) = _check_log(out, 1)
     assert rec
+
+
+def test_pipeline_node_on_the_twin(tmp_path, repo_root):
+    """pipeline:=true: heightmap, policy and executor stages in one process, same topics and services."""
+    out = tmp_path / "camp"
+    plan = deploy_plan(_args(out, pipeline="true", trials="1"))
+    assert [s.name for s in plan.nodes] == ["twin", "calibration_tf", "pipeline", "trials"]
+    procs = _start(plan.nodes, repo_root)
+    helper = RclpyHelper("operator")
+    try:
+        done = _operate(helper, procs, 1)
+    finally:
+        helper.close()
+        _stop(procs)
+    (rec,) = _check_log(out, 1)
+    assert rec["label"]["outcome"] == ("success" if done[0][0].get("done") else "failure")
