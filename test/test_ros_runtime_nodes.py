@@ -98,6 +98,8 @@ def test_every_node_declares_typed_ranged_parameters_and_stops_on_sigint(tmp_pat
     ("trials_node", {"trials": -1, "task": "build wheel"}, "trials"),
     ("policy_node", {}, "checkpoint"),                                          # required
     ("heightmap_node", {}, "calibration"),                                      # no tf2_ros: calibration needed
+    ("twin_node", {}, "task"),                                                  # required
+    ("twin_node", {"task": "stack block", "publish_rate_hz": 0.0}, "publish_rate_hz"),
 ])
 def test_bad_parameters_are_refused_with_one_clear_line(exe, params, needle, repo_root):
     import importlib.util
