@@ -94,15 +94,18 @@ class TwinLink:
     def call(self, op: str, timeout_s: float | None = None, **args):
         """The twin's result of ``op``; its Sim2RealError re-raised; HardwareError on timeout."""
         timeout = self.timeout_s if timeout_s is None else float(timeout_s)
-        if not self.node.context.ok():
-            raise errors.HardwareError(f"ROS is shut down; the twin call {op!r} was not sent")
-        if not self.wait_for_twin(min(timeout, 10.0)):
-            raise errors.HardwareError(f"the twin node is not running (nobody subscribes to {self._pub.topic_name}); "
-                                       "start twin_node (deploy.launch.py robot:=sim)")
         call_id = f"{self._prefix}{next(self._ids)}"
-        with self._cond:
-            self._pending[call_id] = None
-        self._pub.publish(self._String(data=json.dumps({"id": call_id, "op": op, "args": args})))
+        try:
+            if not self.wait_for_twin(min(timeout, 10.0)):
+                raise errors.HardwareError(f"the twin node is not running (nobody subscribes to "
+                                           f"{self._pub.topic_name}); start twin_node (deploy.launch.py robot:=sim)")
+            with self._cond:
+                self._pending[call_id] = None
+            self._pub.publish(self._String(data=json.dumps({"id": call_id, "op": op, "args": args})))
+        except errors.Sim2RealError:
+            raise
+        except Exception as e:  # noqa: BLE001 - RCLError: ROS is shutting down (Ctrl-C) under us
+            raise errors.HardwareError(f"the twin call {op!r} was not sent: {e}") from None
         with self._cond:
             got = self._cond.wait_for(lambda: self._pending[call_id] is not None, timeout=timeout)
             reply = self._pending.pop(call_id)

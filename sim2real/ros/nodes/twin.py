@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import threading
+from types import SimpleNamespace
 
 from sim2real.errors import ConfigError, Sim2RealError
 from sim2real.ros.nodes._common import spin_node
@@ -78,7 +79,9 @@ class TwinServer:
             elif op == "oracle":
                 if self.twin.instance is None:
                     raise ConfigError("no trial is set up in the twin: call the twin node's ~/reset first")
-                action = OraclePolicy(self.twin.instance).act(None, str(args.get("goal", "")))
+                # the oracle reads only obs.workspace (for the pixels); the policy node has the heightmap
+                obs = SimpleNamespace(workspace=self.twin.workspace)
+                action = OraclePolicy(self.twin.instance).act(obs, str(args.get("goal", "")))
                 return {**action.to_dict(), "info": {k: v for k, v in action.info.items()
                                                      if isinstance(v, (str, int, float, bool))}}
             else:
