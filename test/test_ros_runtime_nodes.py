@@ -82,11 +82,11 @@ def test_every_node_declares_typed_ranged_parameters_and_stops_on_sigint(tmp_pat
         assert not bad.results[0].successful
     finally:
         helper.close()
-        codes = {name: proc.interrupt(timeout=8.0) for name, proc in nodes.items()}
+        codes = {name: proc.interrupt(timeout=12.0) for name, proc in nodes.items()}
     for name, (code, took) in codes.items():
         out = nodes[name].output
         assert code == 0, f"{name} exit {code}:\n{out}"
-        assert took < 8.0
+        assert took < 12.0  # a few seconds normally; margin for a loaded 2-core CI box
         assert "Traceback" not in out and "ExternalShutdownException" not in out, out
 
 
@@ -108,7 +108,7 @@ def test_bad_parameters_are_refused_with_one_clear_line(exe, params, needle, rep
         params = {"tf_timeout_s": 99.0}  # with a system ROS the TF path works; still check a range
         needle = "tf_timeout_s"
     proc = NodeProcess(exe, params, cwd=repo_root)
-    code = proc.wait(timeout=60)
+    code = proc.wait(timeout=120)
     assert code == 2, proc.output
     errors = [line for line in proc.lines if ": error:" in line]
     assert len(errors) == 1 and needle in errors[0], proc.output
