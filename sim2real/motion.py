@@ -4,6 +4,12 @@
 grasp, lift, transit, place, release, retreat, each with its own speed. It touches no hardware:
 the plan is checked by ``sim2real.safety.check_plan`` before any motion, then ``execute_plan``
 sends it to a :class:`~sim2real.robot.RobotPort` and always stops the arm in a ``finally``.
+``go_home`` sends the arm to its capture pose the same way (a checked straight lift first).
+
+A failure mid-plan never drops what is held: the arm is stopped, and if it holds (or may hold)
+an object it is lowered straight down to the pick or place height (a target the envelope
+checks) before the tool lets go; when that is not safe the tool stays engaged and the result
+says so. An operator stop (MotionStopped) holds everything where it is.
 
 Heights (CLIPort semantics): the pick z is the top of the object under the pick pixel (the
 heightmap height there); the place z is the surface the object goes onto (the heightmap height
@@ -19,7 +25,12 @@ from typing import Optional
 import numpy as np
 
 from sim2real.config import require
-from sim2real.errors import PlanningError
+from sim2real.errors import HardwareError, MotionStopped, PlanningError, SafetyError
+from sim2real.safety import check_target, unit_quaternion
+
+OVER_POINT_TOL_M = 0.01
+"""How far (horizontally) the tool may be from the pick / place point for an abort to lower the
+held object straight down onto it; anywhere else the surface underneath is not known."""
 
 SEGMENTS = ("approach", "descend", "grasp", "lift", "transit", "place", "release", "retreat")
 
@@ -151,12 +162,20 @@ def estimate_held_height(height: np.ndarray, pixel, pixel_size: float, radius_m:
         pixel_size: metres per cell.
         radius_m: half-size of the square window searched for the supporting surface.
     """
-    r = max(1, int(round(radius_m / pixel_size)))
-    u, v = int(pixel[0]), int(pixel[1])
     rows, cols = height.shape
+    try:
+        u, v = (float(pixel[0]), float(pixel[1]))
+    except (TypeError, ValueError, IndexError):
+        raise PlanningError(f"pick pixel {pixel!r} is not a (row, col) pair") from None
+    if not (0 <= u < rows and 0 <= v < cols):  # also refuses NaN / inf
+        raise PlanningError(f"pick pixel ({u}, {v}) is off the {rows}x{cols} heightmap grid; the policy must "
+                            "pick inside the workspace")
+    r = max(1, int(round(radius_m / pixel_size)))
+    u, v = int(u), int(v)
     win = height[max(0, u - r):min(rows, u + r + 1), max(0, v - r):min(cols, v + r + 1)]
-    top = float(height[min(max(u, 0), rows - 1), min(max(v, 0), cols - 1)])
-    return max(0.0, top - float(win.min()))
+    top = float(height[u, v])
+    held = top - float(np.min(win))
+    return held if np.isfinite(held) and held > 0 else 0.0
 
 
 @dataclass
@@ -167,30 +186,48 @@ class ExecutionResult:
         executed: the waypoints reached, in order (dicts).
         grasped: whether the robot reported holding something after the lift (None if unknown).
         aborted: 'not_grasped' when the place was skipped because nothing was held, else None.
+        holding: after the plan (or its abort): False = the tool is released, None = it may
+            still hold an object (the tool stays engaged), True = the robot reports one held.
+        recovery: what was done after a failure mid-plan (None when nothing failed).
     """
 
     executed: list = field(default_factory=list)
     grasped: Optional[bool] = None
     aborted: Optional[str] = None
+    holding: Optional[bool] = False
+    recovery: Optional[str] = None
 
 
-def execute_plan(robot, plan: list[Waypoint]) -> ExecutionResult:
-    """Send ``plan`` to ``robot``; on an empty grasp, release and retreat (CLIPort's primitive does
-    the same). The arm is stopped in a ``finally`` whatever happens.
+def execute_plan(robot, plan: list[Waypoint], envelope=None, result: Optional[ExecutionResult] = None) -> ExecutionResult:
+    """Send ``plan`` to ``robot``; the arm is stopped in a ``finally`` whatever happens.
+
+    An empty grasp (the robot's grasp feedback ``state().holding`` is False after the lift) skips
+    transit and place, then releases and retreats (CLIPort's primitive does the same). On a
+    failure mid-plan the arm is stopped and the tool released only where that drops nothing (see
+    the module doc and :func:`_recover`); ``result.recovery`` says what was done.
+
+    Args:
+        robot: a RobotPort.
+        plan: waypoints from :func:`plan_pick_place` (already checked by the safety envelope).
+        envelope: the SafetyEnvelope the recovery's lowering target is re-checked against.
+        result: filled in place when given (so the caller has it when this raises).
 
     Raises:
-        PlanningError / SafetyError / HardwareError from the robot; the arm is stopped first.
+        PlanningError / SafetyError / HardwareError / MotionStopped from the robot, after recovery.
     """
     from sim2real.robot import set_tool
 
-    result = ExecutionResult()
+    result = result if result is not None else ExecutionResult()
+    engaged = False
     try:
         skip_to_release = False
         for wp in plan:
             if skip_to_release and wp.segment in ("transit", "place"):
                 continue
             if wp.tool is not None:
-                set_tool(robot, wp.tool == "grasp")
+                engaged = wp.tool == "grasp"  # set before the call: a failing grasp may have engaged
+                set_tool(robot, engaged)
+                result.holding = None if engaged else False
             else:
                 robot.move_to(wp.pose, wp.speed, linear=wp.linear)
             result.executed.append(wp.to_dict())
@@ -198,16 +235,122 @@ def execute_plan(robot, plan: list[Waypoint]) -> ExecutionResult:
                 result.grasped = robot.state().holding
                 if result.grasped is False:
                     result.aborted, skip_to_release = "not_grasped", True
+                elif result.grasped:
+                    result.holding = True
+    except MotionStopped:
+        # The operator asked for a stop: no further motion, and nothing released in mid-air.
+        result.recovery = ("stopped by the operator: the arm holds where it stopped"
+                           + (", the tool stays engaged" if engaged else ""))
+        raise
     except Exception:
-        # Never leave the tool engaged on a failure mid-plan: release, then stop (in finally).
-        try:
-            set_tool(robot, False)
-        except Exception:  # noqa: BLE001 - the original error matters more
-            pass
+        result.holding, result.recovery = _recover(robot, plan, result, engaged, envelope)
         raise
     finally:
         robot.stop()
     return result
+
+
+def _recover(robot, plan: list[Waypoint], result: ExecutionResult, engaged: bool, envelope):
+    """After a failure mid-plan: stop; if something is (maybe) held, lower it straight down onto the
+    pick or place point when the tool is over one and the envelope allows, then release.
+
+    Returns:
+        (holding, what was done): holding False once released, None while the tool stays engaged.
+    """
+    from sim2real.robot import set_tool
+
+    def hold(why: str):
+        return None, f"holding: {why}; the tool stays engaged - take the object from the tool, then re-home"
+
+    try:
+        robot.stop()
+    except Exception as e:  # noqa: BLE001 - keep going: the tool must not let go blindly
+        return hold(f"stop failed ({type(e).__name__}: {e})") if engaged else (None, f"stop failed: {e}")
+    if not engaged:
+        return _release(robot, set_tool, "nothing held: tool released")
+    try:
+        state = robot.state()
+        xyz = np.asarray(state.tcp_xyz, dtype=np.float64)
+        quat, _ = unit_quaternion(state.tcp_quat_xyzw)
+    except Exception as e:  # noqa: BLE001 - an unreadable state means: do not move, do not release
+        return hold(f"the robot state cannot be read ({type(e).__name__}: {e})")
+    if state.holding is False:
+        return _release(robot, set_tool, "nothing held (grasp feedback): tool released")
+    if xyz.shape != (3,) or not np.all(np.isfinite(xyz)) or quat is None:
+        return hold("the tool pose is not known")
+    done = {w["segment"] for w in result.executed}
+    # Where the object can go: back onto its pick point until transit starts, then the place point.
+    if "transit" not in done:
+        targets = [w for w in plan if w.segment == "grasp"]
+    else:
+        targets = [w for w in plan if w.segment == "release"]
+    if not targets:
+        return hold("the plan has no pick or place point")
+    point = targets[0]
+    name = "pick" if point.segment == "grasp" else "place"
+    if np.hypot(*(xyz[:2] - point.xyz[:2])) > OVER_POINT_TOL_M:
+        return hold(f"the tool is not over the {name} point (stopped at {np.round(xyz, 3).tolist()})")
+    target = np.array([xyz[0], xyz[1], point.xyz[2]])
+    if xyz[2] > target[2] + 1e-4:
+        speed = min((w.speed for w in plan if w.segment in ("descend", "place")), default=0.05)
+        if envelope is not None:
+            reasons = check_target(target, quat, speed, envelope, f"lowering to the {name} height")
+            if reasons:
+                return hold("; ".join(reasons))
+        try:
+            robot.move_to((target, quat), speed, linear=True)
+        except Exception as e:  # noqa: BLE001
+            return hold(f"lowering to the {name} height failed ({type(e).__name__}: {e})")
+    return _release(robot, set_tool, f"lowered straight down to the {name} height and released")
+
+
+def _release(robot, set_tool, what: str):
+    try:
+        set_tool(robot, False)
+    except Exception as e:  # noqa: BLE001 - the original error matters more
+        return None, f"release failed ({type(e).__name__}: {e})"
+    return False, what
+
+
+def go_home(robot, envelope, clearance: float, speed: Optional[float] = None, lift_speed: float = 0.1) -> None:
+    """Send the arm to its capture pose through the envelope.
+
+    When the tool point is less than ``clearance`` above the table (after an aborted step), it is
+    first lifted straight up to that height, a target checked by ``envelope``; then the robot's
+    joint-space ``home()`` (which returns once the arm is at home and still).
+
+    Args:
+        robot: a RobotPort.
+        envelope: SafetyEnvelope of the plans (its workspace gives the table height).
+        clearance: metres above the table (e.g. MotionConfig.approach_height).
+        speed: home() speed fraction (None: the robot's default).
+        lift_speed: m/s of the straight lift.
+
+    Raises:
+        SafetyError: the tool pose is unknown / non-finite, or the lift leaves the envelope;
+            the arm did not move.
+        PlanningError / HardwareError / MotionStopped from the robot.
+    """
+    if not callable(getattr(robot, "home", None)):
+        raise HardwareError(f"{type(robot).__name__} has no home(): every robot must implement "
+                            "sim2real.robot.RobotPort.home (the arm is sent home before each capture)")
+    state = robot.state()
+    xyz = np.asarray(state.tcp_xyz, dtype=np.float64).reshape(-1)
+    quat, why = unit_quaternion(state.tcp_quat_xyzw)
+    if xyz.shape != (3,) or not np.all(np.isfinite(xyz)) or quat is None:
+        raise SafetyError(f"homing refused, the arm did not move: the tool pose {xyz.tolist()} is not finite or "
+                          f"its orientation is not known ({why or 'ok'}); move the arm home by hand")
+    table_z = float(envelope.workspace.bounds[2, 0])
+    if xyz[2] - table_z < clearance - 1e-3:
+        lift = np.array([xyz[0], xyz[1], table_z + clearance])
+        reasons = check_target(lift, quat, lift_speed, envelope, "lift before homing")
+        if reasons:
+            raise SafetyError("homing refused, the arm did not move: " + "; ".join(reasons))
+        robot.move_to((lift, quat), lift_speed, linear=True)
+    if speed is None:
+        robot.home()
+    else:
+        robot.home(speed)
 
 
 def _pose(pose, name: str):
@@ -217,4 +360,7 @@ def _pose(pose, name: str):
         raise PlanningError(f"{name} pose must be (xyz, quat_xyzw), got {pose!r}") from None
     if xyz.shape != (3,) or quat.shape != (4,) or not (np.all(np.isfinite(xyz)) and np.all(np.isfinite(quat))):
         raise PlanningError(f"{name} pose must be finite xyz (3,) and quat_xyzw (4,), got {xyz}, {quat}")
-    return xyz, quat / np.linalg.norm(quat)
+    unit, why = unit_quaternion(quat)
+    if unit is None:
+        raise PlanningError(f"{name} pose: {why}; the policy must output a rotation (e.g. quat_xyzw_from_theta)")
+    return xyz, unit

@@ -27,7 +27,7 @@ from typing import Optional
 
 import numpy as np
 
-from sim2real.safety import SafetyEnvelope, SafetyVerdict, check_target, tilt_deg
+from sim2real.safety import SafetyEnvelope, SafetyVerdict, check_target, tilt_deg, unit_quaternion
 
 MAX_JOINT_VELOCITY_RAD_S = 1.0
 """Default joint speed limit (rad/s) of a checked trajectory: about a third of a UR5's / xArm's
@@ -107,9 +107,10 @@ def _home_reasons(xyz, quat, env: SafetyEnvelope, label: str) -> list[str]:
 
 
 def _pose_reasons(xyz, quat, env: SafetyEnvelope, holding: bool, region: str, label: str) -> list[str]:
-    norm = float(np.linalg.norm(quat))
-    if not abs(norm - 1.0) <= 1e-3:
-        return [f"{label}: orientation {np.round(quat, 4).tolist()} is not a unit quaternion"]
+    unit, why = unit_quaternion(quat)
+    if unit is None:
+        return [f"{label}: orientation: {why}"]
+    quat = unit
     # Tilt only matters while something is held (it would spill or drop); without a load the
     # planner may turn the wrist, so the tilt check sees the identity (down) then.
     q = quat if holding else _IDENTITY
@@ -119,11 +120,7 @@ def _pose_reasons(xyz, quat, env: SafetyEnvelope, holding: bool, region: str, la
         if not tilt <= env.max_tilt_deg:
             reasons.append(f"{label}: tool tilted {tilt:.1f} deg from vertical while holding (max {env.max_tilt_deg:.1f})")
         return reasons
-    reasons = check_target(xyz, q, 0.0, env, label)
-    tilt = tilt_deg(q)  # the envelope fails closed on NaN here too, whatever check_target does
-    if not tilt <= env.max_tilt_deg and not any("tilted" in r for r in reasons):
-        reasons.append(f"{label}: tool tilted {tilt:.1f} deg from vertical (max {env.max_tilt_deg:.1f})")
-    return reasons
+    return check_target(xyz, q, 0.0, env, label)  # the quaternion is a finite unit one here
 
 
 def check_trajectory(samples: TrajectorySamples, envelope: SafetyEnvelope, *, holding: bool = True,

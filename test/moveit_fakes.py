@@ -2,8 +2,9 @@
 
 moveit_py is not installable from PyPI (it ships with ROS 2 / MoveIt 2 binaries), so its API is
 faked here with the call shapes of the Humble backport and of Jazzy. The fake robot is a
-"Cartesian arm": its 6 joints ARE the tip pose (x, y, z in metres, then a rotation vector in
-radians), so a test can write down exactly where a planned trajectory goes. Plans interpolate
+"Cartesian arm": its 6 joints ARE the tip pose (x, y, z in metres, then extrinsic x-y-z Euler
+angles in radians, unwrapped towards the current joints), so a test can write down exactly where
+a planned trajectory goes; turning a downward tool about the vertical moves only the last joint. Plans interpolate
 from the current joints to the goal in ``waypoints`` steps at ``joint_speed`` rad/s (or m/s);
 ``world.path_hook(start, goal) -> list of joint rows`` replaces the path (an excursion under
 the table, a fast swing...). Executing a trajectory moves the current joints to its last row;
@@ -72,12 +73,16 @@ class Status:
 def tip_pose_of(q):
     """(xyz, quat_xyzw) of the fake Cartesian arm's tip for joints ``q``."""
     q = np.asarray(q, dtype=float)
-    return q[:3], Rotation.from_rotvec(q[3:6]).as_quat()
+    return q[:3], Rotation.from_euler("xyz", q[3:6]).as_quat()
 
 
-def joints_of(xyz, quat_xyzw):
-    """Joints that put the fake arm's tip at (xyz, quat)."""
-    return np.concatenate([np.asarray(xyz, float), Rotation.from_quat(quat_xyzw).as_rotvec()])
+def joints_of(xyz, quat_xyzw, near=None):
+    """Joints that put the fake arm's tip at (xyz, quat); angles unwrapped towards ``near``."""
+    angles = Rotation.from_quat(quat_xyzw).as_euler("xyz")
+    if near is not None:
+        ref = np.asarray(near, float)[3:6]
+        angles = ref + (angles - ref + np.pi) % (2 * np.pi) - np.pi
+    return np.concatenate([np.asarray(xyz, float), angles])
 
 
 class FakeState:
@@ -182,7 +187,8 @@ class FakeWorld:
                 if "pose_stamped_msg" in kw:
                     p = kw["pose_stamped_msg"].pose
                     world.goal = joints_of((p.position.x, p.position.y, p.position.z),
-                                           (p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w))
+                                           (p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w),
+                                           near=world.current)
                 else:
                     world.goal = np.asarray(kw["robot_state"].q, float)
 

@@ -104,10 +104,10 @@ class Evil:  # a custom class pickled into a checkpoint: weights_only must refus
 
 def test_pickled_objects_are_refused_unless_trusted(tmp_path):
     path = tmp_path / "evil.ckpt"
-    torch.save({"state_dict": {"w": torch.ones(2)}, "callbacks": Evil()}, path)
+    torch.save({"state_dict": {"w": torch.ones(2), "cb": Evil()}}, path)  # (outside the state_dict: loaded inertly)
     with pytest.raises(UnsafeCheckpointError, match="--trust-checkpoint"):
         load_checkpoint(path)
-    with pytest.raises(CheckpointFamilyError):  # trusted: it unpickles, then fails on its keys
+    with pytest.raises(CheckpointError, match="not tensors"):  # trusted: it unpickles, then fails on its entries
         load_checkpoint(path, trust=True)
 
 
@@ -306,7 +306,7 @@ def test_cli_heightmap_layout_p0_and_running_mode(ckpts, image, tmp_path, capsys
 
 def test_cli_bad_checkpoint_and_observation_exit_2(tmp_path, image, capsys):
     evil = tmp_path / "evil.ckpt"
-    torch.save({"state_dict": {"w": torch.ones(2)}, "cb": Evil()}, evil)
+    torch.save({"state_dict": {"w": torch.ones(2), "cb": Evil()}}, evil)
     obs = tmp_path / "obs.npz"
     np.savez(obs, image=image)
     rc, _, err = _run_cli(["act", "--checkpoint", str(evil), "--observation", str(obs), "--goal", GOAL], capsys)

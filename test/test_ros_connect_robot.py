@@ -66,7 +66,7 @@ def test_builds_node_moveit_and_gripper_and_closes_in_order(fake_ros):
     assert robot.robot.adapter.api == "moveit-api" and robot.robot.adapter.config_dict == {"robot_description": "ur5"}
     assert robot.robot.gripper[0] == "gripper" and robot.T is not None
     # every trajectory is checked against the robot config's envelope, in the workspace frame
-    assert robot.robot.adapter.envelope == load_robot_config("ur5").safety_envelope()
+    assert robot.robot.adapter.envelope == load_robot_config("ur5").safety_envelope().in_frame(T)  # reach from the base
     np.testing.assert_allclose(robot.robot.adapter.T_base_workspace, T)
     assert fake_ros[:4] == ["init", ("node", "sim2real_run"), "add_node", "moveit_connect"]
     close()

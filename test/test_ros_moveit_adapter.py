@@ -319,8 +319,8 @@ def test_tilting_while_holding_is_refused_but_allowed_with_nothing_held():
     def tilt(start, goal):
         rows = [start + (goal - start) * k / 7 for k in range(8)]
         for k in (3, 4):
-            r = Rotation.from_rotvec(rows[k][3:]) * Rotation.from_euler("y", 30, degrees=True)
-            rows[k] = np.concatenate([rows[k][:3], r.as_rotvec()])
+            r = Rotation.from_euler("xyz", rows[k][3:]) * Rotation.from_euler("y", 30, degrees=True)
+            rows[k] = np.concatenate([rows[k][:3], r.as_euler("xyz")])
         return rows
 
     a, world = adapter("jazzy")

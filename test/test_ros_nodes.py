@@ -385,6 +385,7 @@ def test_calibration_tf_node_broadcasts_the_calibration(ros, tmp_path):
 
 def test_trials_node_runs_labels_and_logs_a_trial(ros, tmp_path):
     from sim2real.ros.nodes import trials
+    from sim2real.ros.steps import decode_goal
     from sim2real.tasks import TaskSpec
     from sim2real.trials.log import load_trials
 
@@ -411,9 +412,10 @@ def test_trials_node_runs_labels_and_logs_a_trial(ros, tmp_path):
         while time.monotonic() < deadline and seen < 2:
             goals = node.published(GOAL_TOPIC)
             if len(goals) > seen:
-                assert goals[seen].data == "build a wheel"
+                goal, step_id = decode_goal(goals[seen].data)
+                assert goal == "build a wheel" and step_id
                 seen += 1
-                node.deliver(STEP_RESULT_TOPIC, String(data=json.dumps(next(replies))))
+                node.deliver(STEP_RESULT_TOPIC, String(data=json.dumps({**next(replies), "step_id": step_id})))
             time.sleep(0.01)
 
     deadline = time.monotonic() + 5

@@ -243,11 +243,14 @@ def test_confirmation_answers_only_a_waiting_motion():
 
 def test_step_channel_waits_for_the_next_result():
     from sim2real.ros.nodes.trials import StepChannel
+    from sim2real.ros.steps import decode_goal
 
     channel = None
 
-    def publish(goal):
-        threading.Timer(0.02, channel.deliver, args=({"ok": True, "reason": "ok", "goal": goal},)).start()
+    def publish(text):
+        goal, step_id = decode_goal(text)
+        threading.Timer(0.02, channel.deliver, args=({"ok": True, "reason": "ok", "goal": goal,
+                                                      "step_id": step_id},)).start()
 
     channel = StepChannel(publish)
     assert channel.request("stack", 2.0)["goal"] == "stack"

@@ -53,3 +53,93 @@ def test_any_level_target_inside_the_box_and_reach_is_safe(x, y, z, yaw):
 def test_tilt_of_level_tool_is_zero_for_any_yaw():
     for yaw in np.linspace(-3, 3, 7):
         assert tilt_deg(quat_xyzw_from_theta(yaw)) == pytest.approx(0.0, abs=1e-6)
+
+
+# -- issue 10: every check fails closed -------------------------------------------------------------------
+TINY = np.array([0.0, 0.0, 1e-200, 1e-200])  # finite, but its squared norm underflows to 0
+
+
+@pytest.mark.parametrize("quat, fragment", [
+    (TINY, "unit quaternion"),
+    ((0.0, 0.0, 0.0, 0.0), "unit quaternion"),
+    ((0.0, 0.0, 0.0, 2.0), "unit quaternion"),
+    ((0.0, 0.0, 0.0, 0.5), "unit quaternion"),
+    ((np.nan, 0.0, 0.0, 1.0), "unit quaternion"),
+    ((np.inf, 0.0, 0.0, 1.0), "unit quaternion"),
+    ((5e-324, 0.0, 0.0, 5e-324), "unit quaternion"),
+    ((0.0, 0.0, 1.0), "unit quaternion"),
+])
+def test_degenerate_quaternions_are_refused(quat, fragment):
+    reasons = check_target((0.5, 0.0, 0.1), quat, 0.1, ENV, "t")
+    assert reasons and any(fragment in r for r in reasons), reasons
+
+
+@pytest.mark.parametrize("xyz, speed", [
+    ((np.inf, 0.0, 0.1), 0.1), ((0.5, 0.0, -np.inf), 0.1), ((1e308, 1e308, 0.1), 0.1),
+    ((0.5, 0.0, 0.1), np.nan), ((0.5, 0.0, 0.1), np.inf), ((0.5, 0.0, 0.1), -0.1),
+])
+def test_non_finite_or_huge_values_are_refused(xyz, speed):
+    assert check_target(xyz, Q0, speed, ENV, "t")
+
+
+def test_tilt_of_degenerate_quaternion_is_not_a_number_that_passes():
+    for q in (TINY, (0, 0, 0, 0), (np.nan, 0, 0, 1)):
+        t = tilt_deg(q)
+        assert not t <= 10.0  # NaN (or inf): any "tilt <= max" comparison refuses
+
+
+def test_plan_of_underflowing_quaternion_is_refused_not_inf():
+    from sim2real.errors import PlanningError
+
+    with pytest.raises(PlanningError, match="unit quaternion"):
+        plan_pick_place(((0.5, 0.0, 0.04), TINY), ((0.4, 0.0, 0.0), Q0), MotionConfig())
+    with pytest.raises(PlanningError, match="unit quaternion"):
+        plan_pick_place(((0.5, 0.0, 0.04), Q0), ((0.4, 0.0, 0.0), (0, 0, 0, 0)), MotionConfig())
+    # a unit quaternion that is slightly off (float32 round-off) is renormalised exactly
+    plan = plan_pick_place(((0.5, 0.0, 0.04), np.float32([0, 0, 0.6, 0.8])), ((0.4, 0.0, 0.0), Q0), MotionConfig())
+    assert abs(np.linalg.norm(plan[0].quat_xyzw) - 1.0) < 1e-12
+
+
+# -- issue 10: reach from the real base ---------------------------------------------------------------------
+def _offset_T(dx, dy=0.0):
+    T = np.eye(4)
+    T[:2, 3] = (dx, dy)
+    return T
+
+
+def test_reach_is_measured_from_the_base_in_the_plan_frame():
+    """`calibrate table --offset 0.25,0`: workspace x = 0.765 is 1.015 m from a UR5's base."""
+    from sim2real.robot_config import load_robot_config
+
+    ur5 = load_robot_config("ur5").safety_envelope()
+    T_bw = _offset_T(0.25)  # workspace frame -> base frame
+    target = (0.765, 0.0, 0.1)
+    assert (T_bw @ (*target, 1.0))[0] == pytest.approx(1.015)
+    assert check_target(target, Q0, 0.1, ur5) == []  # without the calibration it looked fine
+    env = ur5.in_frame(T_bw)
+    reasons = check_target(target, Q0, 0.1, env)
+    assert any("1.015 m from the base axis" in r for r in reasons), reasons
+    assert env.base_xy == pytest.approx((-0.25, 0.0))
+    # a target right in front of the real base is fine, and so is the identity calibration
+    assert check_target((0.3, 0.0, 0.1), Q0, 0.1, env) == []
+    assert ur5.in_frame(None) == ur5 and check_target(target, Q0, 0.1, ur5.in_frame(np.eye(4))) == []
+
+
+def test_reach_uses_the_calibration_rotation_too():
+    yaw = np.eye(4)
+    yaw[:3, :3] = [[0, -1, 0], [1, 0, 0], [0, 0, 1]]  # workspace x is the base's y
+    yaw[:3, 3] = (0.0, 0.3, 0.0)
+    env = ENV.in_frame(yaw)
+    # workspace (0.6, 0) -> base (0, 0.9): 0.9 m out
+    assert any("0.900 m from the base axis" in r for r in check_target((0.6, 0.0, 0.1), Q0, 0.1, env))
+    with pytest.raises(Exception, match="T_base_plan"):
+        ENV.in_frame(np.full((4, 4), np.nan))
+
+
+@given(st.lists(st.floats(-1, 1), min_size=4, max_size=4).filter(lambda q: np.linalg.norm(q) > 0.1))
+def test_tilt_matches_scipy_for_any_rotation(q):
+    from scipy.spatial.transform import Rotation
+
+    q = np.asarray(q) / np.linalg.norm(q)
+    z = Rotation.from_quat(q).apply([0.0, 0.0, 1.0])
+    assert tilt_deg(q) == pytest.approx(np.degrees(np.arccos(np.clip(z[2], -1, 1))), abs=1e-5)

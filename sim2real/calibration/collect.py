@@ -128,13 +128,28 @@ def _quick_residual(samples, mode, K) -> Optional[dict]:
     return r.summary()
 
 
+def guarded(robot, envelope=None, T_workspace_base=None, confirm=None):
+    """``robot`` behind the calibration guard (:class:`sim2real.calibration.guard.GuardedRobot`):
+    every move checked against ``envelope`` (default: the provisional one), slowed, confirmed
+    when ``confirm`` is given. A robot already guarded is returned as it is."""
+    from sim2real.calibration.guard import PROVISIONAL_ENVELOPE, GuardedRobot
+
+    if isinstance(robot, GuardedRobot):
+        return robot
+    return GuardedRobot(robot, envelope if envelope is not None else PROVISIONAL_ENVELOPE, T_workspace_base,
+                        confirm=confirm)
+
+
 def collect_generated(robot, camera, board: BoardConfig, poses: Sequence[np.ndarray], *, mode: str = "eye_to_hand",
                       speed: float = 0.2, settle_s: float = 0.2, K=None, progress: bool = True,
-                      on_sample: Optional[Callable] = None) -> CollectionLog:
+                      on_sample: Optional[Callable] = None, envelope=None, confirm=None) -> CollectionLog:
     """Move the robot through ``poses`` and take a sample at each; the robot is stopped in a finally.
 
-    A pose the planner or the safety envelope refuses is skipped (reason logged), not fatal.
+    Every move goes through the calibration guard (:func:`guarded`: the envelope, default the
+    provisional one; speed capped; ``confirm(description) -> bool`` asked first when given).
+    A pose the planner, the envelope or the operator refuses is skipped (reason logged), not fatal.
     """
+    robot = guarded(robot, envelope, confirm=confirm)
     log = CollectionLog()
     bar = _Progress(len(poses), progress)
     try:

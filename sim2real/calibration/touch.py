@@ -70,14 +70,23 @@ def spread_subset(points: np.ndarray, n: int) -> np.ndarray:
 
 
 def touch_test(robot, ids, targets, measure: Callable, *, hover_m: float = 0.005,
-               quat_xyzw=DOWN_QUAT_XYZW, speed: float = 0.1) -> TouchResult:
+               quat_xyzw=DOWN_QUAT_XYZW, speed: float = 0.1, envelope=None, T_workspace_base=None,
+               confirm=None) -> TouchResult:
     """Move above each predicted corner, then ask ``measure`` where the true corner is.
+
+    Every move goes through the calibration guard (:func:`sim2real.calibration.collect.guarded`):
+    checked against ``envelope`` (the calibration's, in the workspace frame ``T_workspace_base``
+    maps base poses into; default the provisional one), slowed, and confirmed first when
+    ``confirm`` is given. A refused corner ends the test (SafetyError); nothing moved towards it.
 
     Args:
         targets: (N, 3) predicted corner positions (base frame).
         measure: ``measure(i, target, robot) -> (3,)`` true corner position in the base frame.
     The robot is stopped in a finally.
     """
+    from sim2real.calibration.collect import guarded
+
+    robot = guarded(robot, envelope, T_workspace_base, confirm)
     targets = np.asarray(targets, float)
     actual, reached = [], []
     try:

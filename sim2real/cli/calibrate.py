@@ -174,17 +174,58 @@ def _synthetic_rig(args, board, mode, board_on_tool) -> Rig:
 
 
 def _real_rig(args, robot_name) -> Rig:
+    """A MoveIt arm + RealSense for calibration on the real robot.
+
+    The arm starts the way ``sim2real run`` starts it (:func:`sim2real.ros.moveit_robot.connect_moveit_robot`:
+    an rclpy node, MoveItPy with ``moveit_params(config)``, the parameters the executor's launch
+    file writes, and the configured gripper), and sits behind the calibration guard: every target
+    checked against the envelope (the calibration's for ``check --touch``, the provisional one for
+    ``handeye``), every planned trajectory checked against the same envelope at the calibration
+    joint speed, moves slowed to CALIBRATION_SPEED_MPS and confirmed by the operator.
+    """
+    from sim2real.calibration.guard import CALIBRATION_SPEED_MPS, PROVISIONAL_ENVELOPE, GuardedRobot, console_confirm
     from sim2real.realsense import RealSenseCamera, load_realsense_config
     from sim2real.robot_config import load_robot_config
-    from sim2real.ros.moveit_adapter import MoveItAdapter
-    from sim2real.ros.moveit_robot import MoveItRobot
+    from sim2real.ros.moveit_robot import connect_moveit_robot
+    from sim2real.trajectory_check import CALIBRATION_JOINT_VELOCITY_RAD_S, MotionLimits
 
     config = load_robot_config(robot_name)
-    adapter = MoveItAdapter(config).connect()
-    robot = MoveItRobot(config, adapter, None)
-    camera = RealSenseCamera(load_realsense_config(serial=args.serial)).connect()
-    frame = camera.read()
-    return Rig(robot, camera, frame.intrinsics, config.name, camera.serial or "realsense", closer=camera.close)
+    envelope, T_base_workspace = PROVISIONAL_ENVELOPE, None
+    if getattr(args, "calibration", None):
+        from sim2real.calibration.storage import load_calibration
+        from sim2real.workspace import GENSIM_WORKSPACE
+
+        cal = load_calibration(args.calibration)
+        T_base_workspace = cal.T_base_workspace
+        envelope = config.safety_envelope(cal.workspace or GENSIM_WORKSPACE).in_frame(T_base_workspace)
+    # measured on each planned trajectory: the commanded speed is capped at CALIBRATION_SPEED_MPS;
+    # MoveIt's time parameterisation may run parts of a joint move faster, up to this ceiling
+    limits = MotionLimits(max_joint_velocity=CALIBRATION_JOINT_VELOCITY_RAD_S, max_tcp_speed=3 * CALIBRATION_SPEED_MPS)
+    arm, close_arm = connect_moveit_robot(config, None, node_name="sim2real_calibrate", envelope=envelope,
+                                          limits=limits)
+    try:
+        # calibration poses are base-frame poses; the adapter checks trajectories in the envelope's frame
+        arm.robot.adapter.set_envelope(envelope, T_base_workspace, limits)
+        arm.robot.holds_nothing = True  # the board is bolted to the flange: tilting it drops nothing
+        T_workspace_base = None if T_base_workspace is None else np.linalg.inv(np.asarray(T_base_workspace, float))
+        robot = GuardedRobot(arm, envelope, T_workspace_base, confirm=console_confirm())
+        camera = RealSenseCamera(load_realsense_config(serial=args.serial)).connect()
+    except BaseException:
+        close_arm()
+        raise
+
+    def close() -> None:
+        try:
+            camera.close()
+        finally:
+            close_arm()
+
+    try:
+        frame = camera.read()
+    except BaseException:
+        close()
+        raise
+    return Rig(robot, camera, frame.intrinsics, config.name, camera.serial or "realsense", closer=close)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -482,19 +523,39 @@ def _touch(args, cal, holder) -> None:
         ids, predicted = board_corners_in_base(board, frame.color, frame.K, cal.T_base_camera)
         truth = board.corners() @ T_bb[:3, :3].T + T_bb[:3, 3]
         pick = spread_subset(predicted, args.touch)
-        result = touch_test(rig.robot, ids[pick], predicted[pick], truth_measure(truth[pick]), hover_m=hover)
+        result = touch_test(rig.robot, ids[pick], predicted[pick], truth_measure(truth[pick]), hover_m=hover,
+                            **_touch_envelope(robot, cal))
     else:
         rig = _open_rig(args, board)
         holder.append(rig)
         frame = rig.camera.read()
         ids, predicted = board_corners_in_base(board, frame.color, frame.K, cal.T_base_camera)
         pick = spread_subset(predicted, args.touch)
-        result = touch_test(rig.robot, ids[pick], predicted[pick], operator_measure(hover_m=hover), hover_m=hover)
+        result = touch_test(rig.robot, ids[pick], predicted[pick], operator_measure(hover_m=hover), hover_m=hover,
+                            **_touch_envelope(robot, cal))
     s = result.summary()
     print(f"touch test on {s['n']} corners: error mean {s['mean_mm']:.2f} mm, max {s['max_mm']:.2f} mm "
           f"(horizontal mean {s['xy_mean_mm']:.2f}, max {s['xy_max_mm']:.2f} mm)")
     reached = np.linalg.norm(result.reached - result.predicted, axis=1) * 1000
     print(f"  arm reached the commanded points within {reached.max():.2f} mm")
+
+
+def _touch_envelope(robot_name: str, cal) -> dict:
+    """touch_test's envelope: the robot's (or the default) envelope on the calibration's workspace,
+    and the base -> workspace transform the touch targets (base frame) are checked in."""
+    from sim2real.safety import SafetyEnvelope
+    from sim2real.workspace import GENSIM_WORKSPACE
+
+    workspace = cal.workspace or GENSIM_WORKSPACE
+    if robot_name in ("sim", "synthetic"):
+        envelope = SafetyEnvelope().with_workspace(workspace)
+    else:
+        from sim2real.robot_config import load_robot_config
+
+        envelope = load_robot_config(robot_name).safety_envelope(workspace)
+    T = cal.T_base_workspace
+    return {"envelope": envelope.in_frame(T),
+            "T_workspace_base": None if T is None else np.linalg.inv(np.asarray(T, float))}
 
 
 def _board_on_table(board) -> np.ndarray:

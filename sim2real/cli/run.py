@@ -387,7 +387,7 @@ def _run_robot(args, console, campaign, specs, operator, kind, camera_file) -> i
             camera, workspace = twin.camera, twin.workspace
         else:
             camera = _open_camera(args, kind, camera_file, cal.T_workspace_camera())
-        envelope = cfg.safety_envelope(workspace) if cfg is not None else SafetyEnvelope().with_workspace(workspace)
+        envelope = (cfg.safety_envelope(workspace) if cfg is not None else SafetyEnvelope().with_workspace(workspace)).in_frame(T_base_workspace)
         motion = cfg.motion_config() if cfg is not None else MotionConfig()
         reachable = getattr(robot, "reachable", None)
         console.print(f"robot {args.robot}, camera {kind}{' ' + camera_file if camera_file else ''}, policy "

@@ -429,27 +429,40 @@ class MoveItAdapter:
         return TrajectorySamples(dense_t, xyz, quat, dense_q, vel)
 
     def _forward_kinematics(self, joints: np.ndarray):
-        """(N, 3) TCP positions and (N, 4) CLIPort orientations, workspace frame, of joint rows."""
+        """(N, 3) TCP positions and (N, 4) CLIPort orientations, workspace frame, of joint rows.
+
+        The tip pose of each row comes from the robot model (moveit_py ``RobotState``); the TCP
+        offset, the CLIPort convention and the workspace frame are applied to all rows at once
+        (the same maths as RobotConfig.tcp_pose / cliport_orientation). A row whose FK is not a
+        finite pose with a unit quaternion becomes NaN, which the check refuses."""
+        from scipy.spatial.transform import Rotation
+
         from sim2real.ros.conversions import pose_from_msg
-        from sim2real.transforms import RigidTransform
 
         state = self._api.RobotState(self.robot.get_robot_model())
-        xyz, quat = np.empty((len(joints), 3)), np.empty((len(joints), 4))
+        n = len(joints)
+        tip_xyz, tip_quat = np.full((n, 3), np.nan), np.full((n, 4), np.nan)
         for i, q in enumerate(joints):
             if not np.all(np.isfinite(q)):
-                xyz[i], quat[i] = np.nan, np.nan
                 continue
             state.set_joint_group_positions(self.config.planning_group, q)
             state.update()
-            tip_xyz, tip_quat = pose_from_msg(state.get_pose(self.config.tip_frame))
             try:
-                tcp_xyz, tcp_quat = self.config.tcp_pose(tip_xyz, tip_quat)
-                p, r = tcp_xyz, self.config.cliport_orientation(tcp_quat)
-                if self.T_workspace_base is not None:
-                    p, r = (self.T_workspace_base @ RigidTransform.from_xyz_quat(p, r)).as_xyz_quat()
-            except Exception:  # noqa: BLE001 - a degenerate pose (zero quaternion...) is a refusal
-                p, r = np.full(3, np.nan), np.full(4, np.nan)
-            xyz[i], quat[i] = p, r
+                tip_xyz[i], tip_quat[i] = pose_from_msg(state.get_pose(self.config.tip_frame))
+            except Exception:  # noqa: BLE001 - a pose we cannot read is a refusal (NaN)
+                continue
+        ok = np.all(np.isfinite(tip_xyz), axis=1) & np.all(np.isfinite(tip_quat), axis=1)
+        ok &= np.abs(np.linalg.norm(np.where(ok[:, None], tip_quat, 1.0), axis=1) - 1.0) < 1e-3
+        xyz, quat = np.full((n, 3), np.nan), np.full((n, 4), np.nan)
+        if np.any(ok):
+            offset = self.config.tcp_offset.transform()
+            R_tip = Rotation.from_quat(tip_quat[ok])
+            p = tip_xyz[ok] + R_tip.apply(np.array(offset.translation))
+            r = R_tip * offset.rotation * Rotation.from_euler("xyz", self.config.down_rpy).inv()
+            if self.T_workspace_base is not None:
+                p = self.T_workspace_base.rotation.apply(p) + np.array(self.T_workspace_base.translation)
+                r = self.T_workspace_base.rotation * r
+            xyz[ok], quat[ok] = p, r.as_quat()
         return xyz, quat
 
     def check(self, trajectory, *, holding: bool = True, region: str = "workspace", label: str = "trajectory"):
@@ -488,6 +501,10 @@ class MoveItAdapter:
         self._require()
         gen = self.stop_generation() if stop_gen is None else stop_gen
         self.check(trajectory, holding=holding, region=region, label=label).raise_if_unsafe()
+        self._execute_checked(trajectory, gen, label)
+
+    def _execute_checked(self, trajectory, gen: int, label: str) -> None:
+        """Execute a trajectory that has just passed :meth:`check` (see :meth:`execute`)."""
         if self.stop_generation() != gen:
             raise MotionStopped(f"{label}: stopped before execution; the arm did not move")
         finished = False
@@ -523,8 +540,8 @@ class MoveItAdapter:
         for attempt in range(tries):
             trajectory = self.plan_to_pose(xyz, quat_xyzw, linear=linear, speed=speed, holding=holding)
             verdict = self.check(trajectory, holding=holding, label=f"{kind} trajectory")
-            if verdict.ok:
-                return self.execute(trajectory, holding=holding, label=f"{kind} trajectory", stop_gen=gen)
+            if verdict.ok:  # checked just now: execute without sampling it a second time
+                return self._execute_checked(trajectory, gen, f"{kind} trajectory")
             self.log.warning(f"planned {kind} trajectory refused by the safety envelope (try {attempt + 1} of "
                              f"{tries}): {'; '.join(verdict.reasons)}")
         verdict.raise_if_unsafe()

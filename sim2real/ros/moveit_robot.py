@@ -38,12 +38,14 @@ class MoveItRobot:
         self.config, self.adapter, self.gripper = config, adapter, gripper
         self.tool = "gripper" if config.gripper.type == "parallel" else "suction"
         self._engaged = None
+        self.holds_nothing = False  # True while calibrating: the board is bolted on, nothing can drop
 
     @property
     def maybe_holding(self) -> bool:
         """True unless the tool is known to be released: the trajectory check and the tool-down
-        path constraint then apply (unknown counts as holding)."""
-        return self._engaged is not False
+        path constraint then apply (unknown counts as holding). False while calibrating
+        (``holds_nothing``: the board is bolted to the flange)."""
+        return not self.holds_nothing and self._engaged is not False
 
     def move_to(self, pose, speed: float, linear: bool = False) -> None:
         """Plan, check and execute the tool point to ``pose``.
@@ -237,7 +239,7 @@ def connect_moveit_robot(config: RobotConfig, T_base_workspace=None, node_name: 
             rclpy.try_shutdown()
 
     try:
-        envelope = envelope if envelope is not None else config.safety_envelope()
+        envelope = envelope if envelope is not None else config.safety_envelope().in_frame(T_base_workspace)
         extra = {} if limits is None else {"limits": limits}
         adapter = MoveItAdapter(config, api=api, config_dict=params, envelope=envelope,
                                 T_base_workspace=T_base_workspace, **extra).connect()

@@ -202,9 +202,10 @@ EXECUTOR = [
        low=1.0, high=3600.0),
     _p("moveit_api", "string", "auto", "moveit_py API flavour; auto = from ROS_DISTRO.",
        choices=("auto", "humble", "jazzy")),
-    _p("max_pose_age_s", "double", 30.0, "Refuse poses computed from a heightmap older than this (s).",
-       low=0.1, high=600.0),
-    _p("go_home", "bool", True, "Move to the robot config's home joints at start-up (not in dry_run)."),
+    _p("max_pose_age_s", "double", 5.0, "Refuse a plan whose heightmap is older than this (s) on arrival or at the "
+       "moment of execution (then the step is asked again on a new observation).", low=0.1, high=600.0),
+    _p("go_home", "bool", True, "Move to the robot config's home joints at start-up (not in dry_run; in confirm "
+       "mode only after ~/confirm)."),
     _p("driver", "string", "moveit", "Who executes the motions: MoveIt (the real arm or its mock hardware) or the "
        "digital twin node (robot:=sim in deploy.launch.py; sim2real.ros.twin_link).", choices=("moveit", "twin")),
     *_TWIN_LINK,

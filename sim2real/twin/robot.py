@@ -10,16 +10,21 @@
   parallel gripper closes its prismatic fingers by position control; when both fingers touch the
   same body it is held by a fixed constraint as well ("grasp assist"), which keeps grasps
   reliable at the twin's coarse physics step.
+* ``stop()`` is thread-safe: from another thread (the operator console) it raises a flag that the
+  running ``move_to`` / ``home`` checks at every simulation step; the arm then holds where it is
+  and the motion raises :class:`~sim2real.errors.MotionStopped`. PyBullet is only ever called
+  from the thread running the motion.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
-from sim2real.errors import ConfigError, PlanningError
-from sim2real.robot import RobotState
+from sim2real.errors import ConfigError, HardwareError, MotionStopped, PlanningError
+from sim2real.robot import HOME_SPEED, RobotState
 from sim2real.twin.scene import TIMESTEP, TwinScene
 
 TOOL_DOWN = Rotation.from_euler("x", np.pi)
@@ -172,6 +177,9 @@ class TwinRobot:
         self.kin = Kinematics(scene.urdf_path, scene.base_position, tolerance_m=control.tolerance_m,
                               tolerance_rad=control.tolerance_rad)
         self.home_q = np.asarray(control.home_joints, dtype=np.float64)
+        self._stop_lock = threading.Lock()
+        self._stop_gen = 0  # bumped by stop(); a motion started at another value is interrupted
+        self._moving = False
         self.reset()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -194,15 +202,36 @@ class TwinRobot:
         self.engaged = False
         self.stopped = False
 
-    def home(self) -> None:
-        """Move back to the capture pose (joint-space, at the joint speed cap)."""
-        self._follow([self.joints(), self.home_q], [max(self._joint_time(self.joints(), self.home_q), 0.2)])
-
     # -- RobotPort -------------------------------------------------------------------------
+    def home(self, speed: float = HOME_SPEED) -> None:
+        """Joint-space move to the capture pose at ``speed`` x the joint speed cap; returns at home and still.
+
+        Raises:
+            PlanningError: ``speed`` is not in (0, 1].
+            HardwareError: the arm did not settle at home within ``timeout_s``.
+            MotionStopped: ``stop()`` interrupted it.
+        """
+        if not 0 < speed <= 1:
+            raise PlanningError(f"home speed is a fraction in (0, 1] of the joint speed cap, got {speed}")
+        gen = self._motion_start()
+        q0 = self.joints()
+        if self._still_at(self.home_q, self.control.settle_tol_rad):  # e.g. right after reset(): no motion
+            with self._stop_lock:
+                self._moving = False
+            return
+        self._follow([q0, self.home_q], [max(self._joint_time(q0, self.home_q) / speed, 0.2)], gen)
+        self._settle(self.home_q, gen)
+
     def move_to(self, pose, speed: float, linear: bool = False) -> None:
-        """Move the tool point to ``pose`` at ``speed`` m/s (see module doc). Raises PlanningError."""
-        if speed <= 0:
+        """Move the tool point to ``pose`` at ``speed`` m/s (see module doc).
+
+        Raises:
+            PlanningError: bad speed, no IK solution, or the arm stopped short (collision).
+            MotionStopped: ``stop()`` interrupted it.
+        """
+        if not 0 < speed < float("inf"):
             raise PlanningError(f"speed must be > 0 m/s, got {speed}")
+        gen = self._motion_start()
         xyz, quat = (np.asarray(v, dtype=np.float64) for v in pose)
         q0 = self.joints()
         start_xyz, start_quat = self.kin.fk(q0)
@@ -221,7 +250,7 @@ class TwinRobot:
         for a, b in zip(qs[:-1], qs[1:]):
             dist = np.linalg.norm(self.kin.fk(b)[0] - self.kin.fk(a)[0])
             durations.append(max(dist / speed, self._joint_time(a, b), TIMESTEP))
-        self._follow(qs, durations)
+        self._follow(qs, durations, gen)
         err_m, err_rad = self.kin.error(self.joints(), xyz, quat)
         if err_m > 3 * self.control.tolerance_m + 0.005:
             raise PlanningError(f"motion_failed: the arm stopped {err_m * 1000:.0f} mm from the target "
@@ -269,9 +298,14 @@ class TwinRobot:
         return RobotState(xyz, quat, q, suction, gripper, self.constraint is not None)
 
     def stop(self) -> None:
-        """Hold the current joint positions (zero velocity)."""
+        """Stop now: interrupts a motion running in another thread (it holds and raises MotionStopped);
+        with no motion running, holds the current joint positions (zero velocity)."""
+        with self._stop_lock:
+            self._stop_gen += 1
+            self.stopped = True
+            if self._moving:
+                return  # the motion's thread holds the arm at its next simulation step
         self._hold(self.joints())
-        self.stopped = True
 
     # -- internals ---------------------------------------------------------------------------
     def joints(self) -> np.ndarray:
@@ -288,25 +322,73 @@ class TwinRobot:
             self.scene.robot, self.arm, p.POSITION_CONTROL, targetPositions=list(map(float, q)),
             targetVelocities=[0.0] * 6, forces=self.effort, positionGains=[0.3] * 6, velocityGains=[1.0] * 6)
 
-    def _follow(self, qs, durations) -> None:
-        """Track the piecewise-linear joint trajectory through ``qs`` with position control."""
+    def _motion_start(self) -> int:
+        with self._stop_lock:
+            self._moving = True
+            return self._stop_gen
+
+    def _check_stop(self, gen: int) -> None:
+        """Hold where the arm is and raise MotionStopped if stop() came since the motion started."""
+        with self._stop_lock:
+            stopped = self._stop_gen != gen
+            if stopped:
+                self._moving = False
+        if stopped:
+            self._hold(self.joints())
+            raise MotionStopped("the twin arm's motion was interrupted by stop(); it holds where it stopped")
+
+    def _follow(self, qs, durations, gen: int) -> None:
+        """Track the piecewise-linear joint trajectory through ``qs`` with position control.
+
+        Checks for ``stop()`` at every simulation step (``gen``: the stop count at the motion's start).
+        """
         import pybullet as p
 
         c, robot = self.scene.client, self.scene.robot
-        for a, b, T in zip(qs[:-1], qs[1:], durations):
-            a, b = np.asarray(a), np.asarray(b)
-            n = max(1, int(np.ceil(T / TIMESTEP)))
-            vel = ((b - a) / (n * TIMESTEP)).tolist()
-            for k in range(1, n + 1):
-                c.setJointMotorControlArray(robot, self.arm, p.POSITION_CONTROL,
-                                            targetPositions=(a + (b - a) * (k / n)).tolist(), targetVelocities=vel,
-                                            forces=self.effort, positionGains=[0.3] * 6, velocityGains=[1.0] * 6)
-                self.scene.step(1)
-        self._hold(qs[-1])
-        for _ in range(int(self.control.timeout_s / TIMESTEP / 4)):
-            if np.max(np.abs(self.joints() - qs[-1])) < self.control.settle_tol_rad:
-                return
-            self.scene.step(4)
+        try:
+            for a, b, T in zip(qs[:-1], qs[1:], durations):
+                a, b = np.asarray(a), np.asarray(b)
+                n = max(1, int(np.ceil(T / TIMESTEP)))
+                vel = ((b - a) / (n * TIMESTEP)).tolist()
+                for k in range(1, n + 1):
+                    self._check_stop(gen)
+                    c.setJointMotorControlArray(robot, self.arm, p.POSITION_CONTROL,
+                                                targetPositions=(a + (b - a) * (k / n)).tolist(), targetVelocities=vel,
+                                                forces=self.effort, positionGains=[0.3] * 6, velocityGains=[1.0] * 6)
+                    self.scene.step(1)
+            self._hold(qs[-1])
+            for _ in range(int(self.control.timeout_s / TIMESTEP / 4)):
+                self._check_stop(gen)
+                if np.max(np.abs(self.joints() - qs[-1])) < self.control.settle_tol_rad:
+                    return
+                self.scene.step(4)
+        finally:
+            with self._stop_lock:
+                self._moving = False
+
+    def _still_at(self, q, tol_rad: float, max_speed: float = 0.02) -> bool:
+        """Every arm joint within ``tol_rad`` of ``q`` and slower than ``max_speed`` rad/s."""
+        c = self.scene.client
+        speeds = [abs(c.getJointState(self.scene.robot, j)[1]) for j in self.arm]
+        return bool(np.max(np.abs(self.joints() - np.asarray(q))) < tol_rad and max(speeds) < max_speed)
+
+    def _settle(self, q, gen: int, max_speed: float = 0.02) -> None:
+        """Step until the arm is still (every joint slower than ``max_speed`` rad/s) within
+        ``tolerance_rad`` of ``q`` (position control under gravity keeps a few mrad of steady-state
+        error, above ``settle_tol_rad``); raise HardwareError after ``timeout_s`` of simulated time."""
+        with self._stop_lock:
+            self._moving = True
+        try:
+            for _ in range(int(self.control.timeout_s / TIMESTEP / 4) + 1):
+                self._check_stop(gen)
+                if self._still_at(q, self.control.tolerance_rad, max_speed):
+                    return
+                self.scene.step(4)
+        finally:
+            with self._stop_lock:
+                self._moving = False
+        raise HardwareError(f"the twin arm did not settle at home within {self.control.timeout_s} s "
+                            f"(joint error {np.max(np.abs(self.joints() - q)):.4f} rad)")
 
     def _touching_body(self, link: int, distance: float):
         """The movable body closest to ``link`` within ``distance`` metres, or None."""

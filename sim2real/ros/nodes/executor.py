@@ -95,7 +95,8 @@ class ExecutorStage:
                              f"{self.config.base_frame!r}; poses are planned in {self.config.base_frame}")
         self.workspace, self.T_base_workspace, _ = load_workspace(params["calibration"])
         self.motion_config = self.config.motion_config()
-        self.envelope = self.config.safety_envelope(self.workspace)
+        # reach is measured from the robot base, wherever the calibration puts it in the workspace frame
+        self.envelope = self.config.safety_envelope(self.workspace).in_frame(self.T_base_workspace)
         # services run in their own reentrant group: ~/stop and ~/confirm are answered while a
         # step (in its worker thread) blocks in MoveIt's execute()
         self.reentrant = ReentrantCallbackGroup()
@@ -252,7 +253,8 @@ class ExecutorStage:
                 action, mode=self.p["mode"],
                 plan_fn=lambda a: plan_from_action(a, self.motion_config, held),
                 check_fn=lambda plan: check_plan(plan, self.envelope, reachable),
-                execute_fn=execute_plan, robot=self.robot, publish_plan=self._publish_plan,
+                execute_fn=lambda robot, plan: execute_plan(robot, plan, self.envelope), robot=self.robot,
+                publish_plan=self._publish_plan,
                 confirm=lambda timeout_s: self._confirm(timeout_s, stamp_s),
                 confirm_timeout_s=self.p["confirm_timeout_s"],
                 log=self.log.error, stale=lambda: self._stale(stamp_s))
@@ -329,11 +331,8 @@ class ExecutorStage:
         from sim2real import motion
 
         try:
-            lift_then_home = getattr(motion, "go_home", None)
-            if lift_then_home is not None:  # lifts clear of the table through the envelope first
-                lift_then_home(self.robot, self.envelope, self.motion_config.approach_height)
-            else:
-                self.robot.home()
+            # lifts clear of the table through the envelope first, then the robot's checked home()
+            motion.go_home(self.robot, self.envelope, self.motion_config.approach_height)
         finally:
             self.robot.stop()
 

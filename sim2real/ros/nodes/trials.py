@@ -26,29 +26,78 @@ NODE = "trials"
 
 
 class StepChannel:
-    """Publish a goal, then wait for the next step result (thread-safe, no ROS inside)."""
+    """Publish a goal with a fresh step id, then wait for the step result carrying that id
+    (thread-safe, no ROS inside). Results of other steps (a late result after a timeout, a
+    duplicate) are dropped: they are never taken as the pending step's."""
 
-    def __init__(self, publish_goal):
+    def __init__(self, publish_goal, log=None):
+        import itertools
+        import uuid
+
         self.publish_goal = publish_goal
+        self.log = log
         self._cond = threading.Condition()
         self._result = None
+        self._pending = None
+        self._prefix = uuid.uuid4().hex[:8]  # unique across restarts of the node
+        self._counter = itertools.count()
+        self.dropped = []
 
-    def deliver(self, result: dict) -> None:
-        """A step result arrived (subscription callback)."""
+    def next_id(self, label: str = "") -> str:
+        return f"{self._prefix}-{label + '-' if label else ''}{next(self._counter)}"
+
+    def deliver(self, result: dict) -> bool:
+        """A step result arrived (subscription callback); False when it is not the pending step's."""
         with self._cond:
+            if self._pending is None or result.get("step_id") != self._pending:
+                self.dropped.append(result)
+                if self.log is not None:
+                    self.log(f"ignored a step result for step {result.get('step_id')!r} (waiting for "
+                             f"{self._pending!r}): a late or foreign result ({result.get('reason')})")
+                return False
             self._result = result
             self._cond.notify_all()
+            return True
 
-    def request(self, goal: str, timeout_s: float) -> dict:
-        """Send ``goal`` and return the step result; TimeoutError after ``timeout_s``."""
+    def request(self, goal: str, timeout_s: float, label: str = "") -> dict:
+        """Send ``goal`` with a new step id and return its step result; TimeoutError after ``timeout_s``."""
+        from sim2real.ros.steps import encode_goal
+
+        step_id = self.next_id(label)
         with self._cond:
-            self._result = None
-        self.publish_goal(goal)
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._result is not None, timeout=timeout_s):
-                raise TimeoutError(f"no step result within {timeout_s:.0f} s; are the policy and executor nodes "
-                                   "running? (`ros2 node list`)")
-            return self._result
+            self._result, self._pending = None, step_id
+        try:
+            self.publish_goal(encode_goal(goal, step_id))
+            with self._cond:
+                if not self._cond.wait_for(lambda: self._result is not None, timeout=timeout_s):
+                    raise TimeoutError(f"no step result within {timeout_s:.0f} s; are the policy and executor "
+                                       "nodes running? (`ros2 node list`)")
+                return self._result
+        finally:
+            with self._cond:
+                self._pending = None  # a result arriving from now on is late: dropped
+
+
+class ObservationBuffer:
+    """The last few heightmap observations by stamp (ns), to store the one a step's policy acted on."""
+
+    def __init__(self, keep: int = 8):
+        self.keep = keep
+        self._obs: dict = {}
+        self._lock = threading.Lock()
+
+    def add(self, stamp_ns: int, obs) -> None:
+        with self._lock:
+            self._obs[int(stamp_ns)] = obs
+            for k in sorted(self._obs)[:-self.keep]:
+                del self._obs[k]
+
+    def get(self, stamp_ns):
+        """The observation with this stamp, or None (unknown stamp / not kept any more)."""
+        if stamp_ns is None:
+            return None
+        with self._lock:
+            return self._obs.get(int(stamp_ns))
 
 
 def make_node(overrides=None):
@@ -76,10 +125,11 @@ def make_node(overrides=None):
             group = ReentrantCallbackGroup()
             self.pub_goal = self.create_publisher(String, p["goal_topic"], 10)
             self.pub_prompt = self.create_publisher(String, p["prompt_topic"], 10)
-            self.channel = StepChannel(lambda g: self.pub_goal.publish(String(data=g)))
+            self.channel = StepChannel(lambda g: self.pub_goal.publish(String(data=g)),
+                                       log=lambda text: self.get_logger().warning(text))
             self.create_subscription(String, p["step_result_topic"], lambda m: self.channel.deliver(decode(m.data)),
                                      10, callback_group=group)
-            self.pairer, self.latest_obs = StampPairer(), None
+            self.pairer, self.observations = StampPairer(), ObservationBuffer()
             self.create_subscription(Image, p["heightmap_topic"], lambda m: self._hm("height", m), 2,
                                      callback_group=group)
             self.create_subscription(Image, p["colormap_topic"], lambda m: self._hm("color", m), 2,
@@ -104,10 +154,13 @@ def make_node(overrides=None):
 
         # -- observations stored with each step --
         def _hm(self, kind, msg):
+            from sim2real.ros.conversions import time_to_ns
+
             pair = self.pairer.add(kind, msg)
             if pair is not None:
                 try:
-                    self.latest_obs = heightmap_from_msgs(pair[0], pair[1], self.workspace)
+                    self.observations.add(time_to_ns(pair[0].header.stamp),
+                                          heightmap_from_msgs(pair[0], pair[1], self.workspace))
                 except Sim2RealError as e:
                     self.get_logger().warning(f"heightmap not stored: {e}", throttle_duration_sec=10.0)
 
@@ -125,12 +178,17 @@ def make_node(overrides=None):
             self.done.clear()
 
             def record(goal, result):
+                # the heightmap the policy acted on (by the stamp its poses carried), never the one
+                # current when the result arrives (after the motion)
                 step = default_step_record(goal, result)
-                step["observation"] = self.latest_obs
+                step["observation"] = self.observations.get(result.get("heightmap_stamp_ns"))
+                if step["observation"] is None and result.get("heightmap_stamp_ns") is not None:
+                    step["info"]["observation"] = "the heightmap the policy acted on was not received by this node"
                 return step
 
             result = run_remote_episode(self.goal, self.max_steps,
-                                        lambda goal, i: self.channel.request(goal, self.p["step_timeout_s"]),
+                                        lambda goal, i: self.channel.request(goal, self.p["step_timeout_s"],
+                                                                             f"t{trial}s{i}"),
                                         on_step=on_step, end_requested=self.done.is_set, make_step_record=record)
             self.last_reason = result.reason
             self._prompt(f"trial {trial + 1} of {task!r} ended: {result.reason} after {result.steps} step(s); "
