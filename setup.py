@@ -46,6 +46,7 @@ setup(
             "pipeline_node = sim2real.ros.nodes.pipeline:main",
             "calibration_tf_node = sim2real.ros.nodes.calibration_tf:main",
             "calibrate_node = sim2real.ros.nodes.calibrate:main",
+            "twin_node = sim2real.ros.nodes.twin:main",
         ],
     },
 )

@@ -3,6 +3,9 @@
     ros2 launch sim2real deploy.launch.py task:="build wheel" robot:=ur5 \
         checkpoint:=/models/gensim.ckpt calibration:=calibration/ur5_d435.yaml mode:=confirm
 
+With robot:=sim the digital twin node stands in for the driver, MoveIt and the camera
+(checkpoint:=oracle uses its ground truth), see docs/ros_runtime.md.
+
 Starts: the robot driver + MoveIt (from config/robots/ROBOT.yaml; mock hardware with
 use_sim_robot:=true), the camera (sim2real's pyrealsense node or Intel's realsense2_camera),
 the calibration as a static TF, the heightmap / policy / executor stages (one process with
@@ -23,7 +26,8 @@ from ament_index_python.packages import get_package_share_directory
 ARGUMENTS = [
     DeclareLaunchArgument("task", default_value="", description="Task name or alias, e.g. \"build wheel\" (required)."),
     DeclareLaunchArgument("goal", default_value="", description="Language goal; empty = the task's template."),
-    DeclareLaunchArgument("robot", default_value="ur5", description="config/robots/ROBOT.yaml: ur5, xarm6, xarm7 or a path."),
+    DeclareLaunchArgument("robot", default_value="ur5", description="config/robots/ROBOT.yaml: ur5, xarm6, xarm7 or a path; "
+                          "sim = the digital twin node instead of driver + MoveIt + camera."),
     DeclareLaunchArgument("checkpoint", default_value="", description="Policy checkpoint .ckpt (required)."),
     DeclareLaunchArgument("camera", default_value="pyrealsense", choices=["pyrealsense", "realsense2_camera"],
                           description="Camera driver."),

@@ -249,6 +249,9 @@ def install(monkeypatch):
         def spin(self):
             raise KeyboardInterrupt  # a test process has nobody to press Ctrl-C; stop at once
 
+        def shutdown(self, timeout_sec=None):
+            self.shut_down = True
+
     add("rclpy", init=lambda args=None: None, try_shutdown=lambda: None)
     add("rclpy.node", Node=Node)
     add("rclpy.executors", MultiThreadedExecutor=MultiThreadedExecutor,

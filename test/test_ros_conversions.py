@@ -284,7 +284,21 @@ def test_missing_message_classes_are_named():
 def test_from_rclpy_without_ros_names_what_to_install():
     from sim2real.ros import RosNotAvailableError
 
-    if importlib.util.find_spec("rclpy") is not None:
-        pytest.skip("ROS 2 is installed here")
-    with pytest.raises(RosNotAvailableError, match="source /opt/ros"):
-        cv.MsgTypes.from_rclpy()
+    class Block:  # hide an installed ROS 2 (PyPI wheels or a sourced one) from this import
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("rclpy", "sensor_msgs", "geometry_msgs", "std_msgs", "builtin_interfaces"):
+                raise ImportError(f"No module named {name!r}")
+
+    import sys
+
+    saved = {k: v for k, v in sys.modules.items()
+             if k.split(".")[0] in ("rclpy", "sensor_msgs", "geometry_msgs", "std_msgs", "builtin_interfaces")}
+    for k in saved:
+        del sys.modules[k]
+    sys.meta_path.insert(0, Block())
+    try:
+        with pytest.raises(RosNotAvailableError, match="source /opt/ros"):
+            cv.MsgTypes.from_rclpy()
+    finally:
+        sys.meta_path.pop(0)
+        sys.modules.update(saved)

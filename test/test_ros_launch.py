@@ -186,3 +186,21 @@ def test_policy_on_another_machine():
     assert [n.name for n in plan.nodes] == ["camera", "calibration_tf", "heightmap", "executor", "trials"]
     with pytest.raises(ConfigError, match="pipeline:=false"):
         lp.deploy_plan(args(start_policy="false"), env={})
+
+
+def test_sim_robot_runs_the_graph_on_the_twin_node():
+    """robot:=sim: twin_node instead of driver + MoveIt + camera; oracle and the twin calibration by default."""
+    plan = lp.deploy_plan(args(robot="sim", checkpoint="", calibration="", pipeline="false", mode="auto"), env={})
+    assert [n.name for n in plan.nodes] == ["twin", "calibration_tf", "heightmap", "policy", "executor", "trials"]
+    assert plan.includes == [] and plan.moveit_robot is None
+    assert node(plan, "executor").params["driver"] == "twin" and node(plan, "executor").params["robot"] == "ur5"
+    assert node(plan, "policy").params["checkpoint"] == "oracle"
+    assert node(plan, "heightmap").params["calibration"] == lp.TWIN_CALIBRATION
+    assert {k: node(plan, "twin").params[k] for k in SIM2REAL_CAMERA_TOPICS} == SIM2REAL_CAMERA_TOPICS
+    assert node(plan, "trials").params["policy_name"] == "oracle"
+    split = lp.deploy_plan(args(robot="sim", pipeline="false", start_policy="false"), env={})
+    assert "policy" not in [n.name for n in split.nodes]
+    with pytest.raises(ConfigError, match="pipeline:=false"):
+        lp.deploy_plan(args(robot="sim", start_policy="false"), env={})
+    combined = lp.deploy_plan(args(robot="sim"), env={})
+    assert [n.name for n in combined.nodes] == ["twin", "calibration_tf", "pipeline", "trials"]

@@ -1,6 +1,11 @@
 """The node code itself, run against an in-memory fake of the ROS 2 Python API (test/ros_fakes.py)
 with the real message definitions: what each node subscribes, publishes and answers, and that a
-stale frame, a lost camera, a TF timeout or an unsafe pose stops the step with its reason."""
+stale frame, a lost camera, a TF timeout or an unsafe pose stops the step with its reason.
+Where real rclpy can run the same exchange it does (test_ros_runtime_*.py: parameters, SIGINT,
+camera QoS and playback, services and the step protocol, the twin graph). These fake-based tests
+stay for what PyPI lacks: tf2_ros (TF lookups, timeouts, static TF), message_filters
+(ApproximateTimeSynchronizer) and moveit_py, and for in-process details (watchdogs, injected ports).
+"""
 import json
 import threading
 import time
@@ -439,19 +444,8 @@ def test_trials_node_runs_labels_and_logs_a_trial(ros, tmp_path):
 
 # ------------------------------------------------------------------------------------------ main()
 
-def test_main_returns_2_with_one_line_on_a_bad_parameter(ros, capsys):
-    from sim2real.ros.nodes import executor
-
-    ros_fakes.Node.overrides = {"mode": "fast"}
-    assert executor.main([]) == 2
-    assert "executor: error: parameter executor.mode: must be one of" in capsys.readouterr().err
-
-
-def test_main_spins_and_shuts_down_cleanly(ros):
-    from sim2real.ros.nodes import executor
-
-    ros_fakes.Node.overrides = {"mode": "dry_run"}
-    assert executor.main([]) == 0
+# main(): bad parameters -> one line + exit 2, and a clean exit on SIGINT, run on real rclpy as the
+# console scripts: test_ros_runtime_nodes.py (these fake-rclpy versions were replaced).
 
 
 # ------------------------------------------------------------------------------------------ calibrate

@@ -149,5 +149,6 @@ def test_node_modules_declare_through_the_schema_only(path):
 
 def test_docs_embed_the_generated_tables():
     text = (ROOT / "docs" / "ros.md").read_text()
+    text += (ROOT / "docs" / "ros_runtime.md").read_text()  # the twin node's table
     for node in params.NODES:
         assert params.markdown_table(node) in text, f"README table of node {node} is out of date"

@@ -103,6 +103,18 @@ def camera_setup(camera: str, serial: str = "") -> tuple:
     return [], [IncludeSpec("realsense2_camera", "rs_launch.py", args)], dict(REALSENSE2_CAMERA_TOPICS)
 
 
+SIM_ROBOT = "sim"
+"""``robot:=sim``: the digital twin node stands in for the driver + MoveIt and the camera."""
+
+TWIN_CALIBRATION = "calibration/twin_default.yaml"
+"""The twin's calibrated camera pose (config/robots/sim.yaml ``camera.calibrated``), the default
+``calibration`` of ``robot:=sim``."""
+
+TWIN_MAX_AGE_S = 5.0
+"""Heightmap / frame freshness limit on the twin (its camera renders at a few Hz and pauses while
+the arm moves); the real camera keeps the 1 s default."""
+
+
 def deploy_plan(args: dict, env=None) -> LaunchPlan:
     """Nodes and includes of ``deploy.launch.py`` for its argument values (strings)."""
     distro = ros_distro(env)
@@ -110,6 +122,8 @@ def deploy_plan(args: dict, env=None) -> LaunchPlan:
     if not task.strip():
         raise ConfigError('launch argument task is required, e.g. task:="build wheel"')
     mode = _choice(str(args["mode"]), MODES, "mode")
+    if str(args["robot"]) == SIM_ROBOT:
+        return twin_deploy_plan(args, task, mode)
     use_sim_robot = parse_bool(args["use_sim_robot"], "use_sim_robot")
     config = load_robot_config(args["robot"])
     calibration = str(args["calibration"])
@@ -149,6 +163,56 @@ def deploy_plan(args: dict, env=None) -> LaunchPlan:
         validate(spec.name, spec.params)  # a typo here fails at launch time, with the parameter named
     return LaunchPlan(nodes, includes, parse_bool(args["rviz"], "rviz"),
                       config if mode != "dry_run" else None)
+
+
+def twin_deploy_plan(args: dict, task: str, mode: str) -> LaunchPlan:
+    """``deploy.launch.py robot:=sim``: the whole graph on the digital twin, over DDS.
+
+    ``twin_node`` renders the twin's calibrated camera on the sim2real camera topics and executes
+    the executor's motions in PyBullet (``driver:=twin``, sim2real.ros.twin_link); the heightmap,
+    policy (``checkpoint:=oracle`` = the twin's ground truth, or a .ckpt), executor and trials
+    nodes are the real ones. No MoveIt / driver / camera launch files are included. The executor
+    plans and checks with the twin arm's robot config (config/robots/<arm>.yaml). The camera ->
+    base transform reaches the heightmap node through TF (calibration_tf) where tf2_ros exists,
+    else from the calibration YAML (PyPI rclpy).
+    """
+    from sim2real.twin import load_twin_config
+
+    twin = load_twin_config()
+    arm = twin.robot
+    config = load_robot_config(arm)
+    calibration = str(args["calibration"]) or TWIN_CALIBRATION
+    checkpoint = str(args["checkpoint"]) or "oracle"
+    start_policy = parse_bool(args.get("start_policy", "true"), "start_policy")
+    pipeline = parse_bool(args.get("pipeline", "true"), "pipeline")
+    if not start_policy and pipeline:
+        raise ConfigError("start_policy:=false runs the policy on another machine, so the stages must be separate "
+                          "nodes: add pipeline:=false")
+    topics = dict(SIM2REAL_CAMERA_TOPICS)
+    common = {"base_frame": config.base_frame, "calibration": calibration}
+    # PyBullet renders a few frames per second and none while the arm moves: allow older frames
+    fresh = {"max_age_s": TWIN_MAX_AGE_S}
+    heightmap = {**topics, **common, **fresh}
+    policy = {"checkpoint": checkpoint, "device": str(args["device"]), **common, **fresh}
+    executor = {"robot": arm, "mode": mode, "driver": "twin", **common}
+    trials = {"task": task, "goal": str(args.get("goal", "")), "trials": parse_int(args["trials"], "trials"),
+              "max_steps": parse_int(args.get("max_steps", "0"), "max_steps"), "out": str(args["out"]),
+              "checkpoint": checkpoint if checkpoint != "oracle" else "", "robot": SIM_ROBOT,
+              "calibration": calibration, "policy_name": "oracle" if checkpoint == "oracle" else "cliport"}
+    nodes = [NodeSpec("twin_node", "twin", {"task": task, **topics}),
+             NodeSpec("calibration_tf_node", "calibration_tf", {"calibration": calibration,
+                                                                "base_frame": config.base_frame})]
+    if pipeline:
+        nodes.append(NodeSpec("pipeline_node", "pipeline", {**heightmap, **policy, **executor}))
+    else:
+        nodes.append(NodeSpec("heightmap_node", "heightmap", heightmap))
+        if start_policy:
+            nodes.append(NodeSpec("policy_node", "policy", policy))
+        nodes.append(NodeSpec("executor_node", "executor", executor))
+    nodes.append(NodeSpec("trials_node", "trials", trials))
+    for spec in nodes:
+        validate(spec.name, spec.params)
+    return LaunchPlan(nodes, [], parse_bool(args["rviz"], "rviz"), None)
 
 
 def calibrate_plan(args: dict, env=None) -> LaunchPlan:

@@ -119,7 +119,19 @@ _STALENESS = [
     _p("max_age_s", "double", 1.0, "Reject inputs older than this (seconds, stamp vs node clock).", low=0.01, high=60.0),
 ]
 
+CAMERA_SOURCES = ("realsense", "playback", "twin")
+"""camera node sources: a live RealSense, a recorded .db3 (``sim2real capture --playback``), the twin."""
+
 CAMERA = [
+    _p("source", "string", "realsense", "Where frames come from: a live RealSense, a recording (playback) or the "
+       "digital twin's calibrated camera.", choices=CAMERA_SOURCES),
+    _p("playback", "string", "", "source:=playback: the RealSense .db3 recording to replay (its intrinsics and "
+       "depth scale are used)."),
+    _p("playback_loop", "bool", True, "source:=playback: start again at the end of the recording (else stop "
+       "publishing)."),
+    _p("twin_config", "string", "", "source:=twin: twin robot YAML; empty = config/robots/sim.yaml."),
+    _p("twin_task", "string", "", "source:=twin: task (config/tasks) whose scene is shown; empty = the empty table."),
+    _p("twin_seed", "integer", 0, "source:=twin: seed of the task's scene.", low=0),
     _p("camera_config", "string", "", "RealSense YAML (sim2real.realsense); empty = config/cameras/realsense.yaml."),
     _p("serial", "string", "", "RealSense serial number; empty = the only connected camera."),
     _p("width", "integer", 640, "Color/depth width in pixels.", low=160, high=1920),
@@ -149,8 +161,19 @@ HEIGHTMAP = [
        "Published why frames are dropped (std_msgs/String JSON: reason tf_timeout / stale_frame / camera_lost)."),
 ]
 
+TWIN_REQUEST_TOPIC = "/sim2real/twin/request"
+TWIN_REPLY_TOPIC = "/sim2real/twin/reply"
+
+_TWIN_LINK = [
+    _p("twin_request_topic", "string", TWIN_REQUEST_TOPIC, "Twin calls (std_msgs/String JSON, sim2real.ros.twin_link)."),
+    _p("twin_reply_topic", "string", TWIN_REPLY_TOPIC, "Twin replies (std_msgs/String JSON)."),
+    _p("twin_timeout_s", "double", 60.0, "A twin call without a reply within this time fails (hardware_error).",
+       low=0.1, high=600.0),
+]
+
 POLICY = [
-    _p("checkpoint", "string", "", "CLIPort / GenSim checkpoint (.ckpt) to load; required."),
+    _p("checkpoint", "string", "", "CLIPort / GenSim checkpoint (.ckpt) to load; required. 'oracle' asks the twin "
+       "node's ground-truth oracle (robot:=sim only)."),
     _p("device", "string", "cpu", "Torch device for the policy.", choices=("cpu", "cuda")),
     _p("goal_topic", "string", GOAL_TOPIC, "Subscribed language goal (std_msgs/String)."),
     _p("heightmap_topic", "string", HEIGHTMAP_TOPIC, "Subscribed heightmap (32FC1)."),
@@ -169,6 +192,7 @@ POLICY = [
     *_FRAMES,
     *_STALENESS,
     *_CALIBRATION,
+    *_TWIN_LINK,
 ]
 
 EXECUTOR = [
@@ -188,6 +212,9 @@ EXECUTOR = [
        "moment of execution (then the step is asked again on a new observation).", low=0.1, high=600.0),
     _p("go_home", "bool", True, "Move to the robot config's home joints at start-up (not in dry_run; in confirm "
        "mode only after ~/confirm)."),
+    _p("driver", "string", "moveit", "Who executes the motions: MoveIt (the real arm or its mock hardware) or the "
+       "digital twin node (robot:=sim in deploy.launch.py; sim2real.ros.twin_link).", choices=("moveit", "twin")),
+    *_TWIN_LINK,
     *_FRAMES,
     *_CALIBRATION,
 ]
@@ -217,6 +244,17 @@ TRIALS = [
        low=1.0, high=3600.0),
 ]
 
+TWIN = [
+    _p("twin_config", "string", "", "Twin robot YAML; empty = config/robots/sim.yaml."),
+    _p("task", "string", "", "Task (name or alias, config/tasks) set up by ~/reset; required."),
+    _p("seed", "integer", 0, "Seed of the first ~/reset; each further reset uses the next one.", low=0),
+    _p("publish_rate_hz", "double", 5.0, "Camera frames per second (each one a PyBullet render).", low=0.1, high=60.0),
+    _p("depth_encoding", "string", "16UC1", "Depth image encoding.", choices=("16UC1", "32FC1")),
+    _p("frame_id", "string", "camera_color_optical_frame", "Optical frame of the rendered camera."),
+    *_CAMERA_OUT,
+    *_TWIN_LINK[:2],
+]
+
 CALIBRATION_TF = [
     _p("calibration", "string", "", "Calibration YAML to publish as a static TF; required."),
     _p("base_frame", "string", "", "Parent frame; empty = the calibration's frames.base."),
@@ -244,6 +282,7 @@ NODES: dict[str, list] = {
     "trials": TRIALS,
     "calibration_tf": CALIBRATION_TF,
     "calibrate": CALIBRATE,
+    "twin": TWIN,
 }
 """Node name -> its parameters. The node's ROS name is the key (launch files use the same)."""
 
@@ -340,7 +379,14 @@ def declare(node_handle, node: str, overrides: Mapping[str, Any] | None = None) 
         if p.type == "integer" and (p.low is not None or p.high is not None):
             desc.integer_range = [IntegerRange(from_value=int(p.low if p.low is not None else -2**62),
                                                to_value=int(p.high if p.high is not None else 2**62), step=0)]
-        values[p.name] = node_handle.declare_parameter(p.name, p.default, desc).value
+        try:
+            values[p.name] = node_handle.declare_parameter(p.name, p.default, desc).value
+        except Exception as e:  # rclpy's InvalidParameterTypeException / InvalidParameterValueException
+            if type(e).__name__ not in ("InvalidParameterTypeException", "InvalidParameterValueException"):
+                raise
+            span = f" within [{p.low}, {p.high}]" if p.low is not None or p.high is not None else ""
+            raise ConfigError(f"parameter {node}.{p.name}: expected a {p.type}{span} ({p.description}); "
+                              f"rclpy says: {e}") from None
     values.update(overrides or {})
     return validate(node, values)
 

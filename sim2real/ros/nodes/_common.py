@@ -29,7 +29,7 @@ def spin_node(make_node: Callable, args=None, name: str = "sim2real") -> int:
         print(f"{name}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     rclpy.init(args=args)
-    node = None
+    node = executor = None
     try:
         node = make_node()
         executor = executors.MultiThreadedExecutor()
@@ -41,6 +41,8 @@ def spin_node(make_node: Callable, args=None, name: str = "sim2real") -> int:
         print(f"{name}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     finally:
+        if executor is not None:
+            executor.shutdown(timeout_sec=5.0)  # callbacks still running finish before the devices close
         if node is not None:
             shutdown = getattr(node, "shutdown", None)
             if shutdown is not None:

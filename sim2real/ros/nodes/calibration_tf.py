@@ -2,7 +2,9 @@
 
 Parent ``base_frame`` (default: the calibration's ``frames.base``), child ``camera_frame``
 (default ``frames.camera``, the colour optical frame), transform ``T_base_camera``. The
-heightmap node looks this transform up. Uses tf2_ros.StaticTransformBroadcaster (latched).
+heightmap node looks this transform up. Uses tf2_ros.StaticTransformBroadcaster (latched). Without
+tf2_ros (rclpy from PyPI) it validates the calibration, says so and publishes nothing: the heightmap
+node then reads the same YAML (``calibration`` parameter) instead of TF.
 """
 from __future__ import annotations
 
@@ -26,7 +28,6 @@ def calibration_transform(types, calibration, base_frame: str = "", camera_frame
 
 def make_node(overrides=None):
     from rclpy.node import Node
-    from tf2_ros.static_transform_broadcaster import StaticTransformBroadcaster
 
     from sim2real.calibration.storage import load_calibration
     from sim2real.ros.conversions import MsgTypes
@@ -39,6 +40,15 @@ def make_node(overrides=None):
                 raise ConfigError("parameter calibration is empty: pass calibration:=calibration/<name>.yaml")
             cal = load_calibration(p["calibration"])
             tf = calibration_transform(MsgTypes.from_rclpy(), cal, p["base_frame"], p["camera_frame"], now_s(self))
+            try:
+                from tf2_ros.static_transform_broadcaster import StaticTransformBroadcaster
+            except ImportError:  # rclpy from PyPI has no tf2_ros: consumers read the YAML (heightmap node)
+                self.broadcaster = None
+                self.get_logger().warning(
+                    f"tf2_ros is not installed: NOT publishing the static TF {tf.header.frame_id} -> "
+                    f"{tf.child_frame_id}; nodes given calibration:={p['calibration']} use its T_base_camera "
+                    "directly (source a ROS 2 with tf2_ros for RViz / other TF users)")
+                return
             self.broadcaster = StaticTransformBroadcaster(self)
             self.broadcaster.sendTransform(tf)
             self.get_logger().info(f"static TF {tf.header.frame_id} -> {tf.child_frame_id} from {p['calibration']} "

@@ -129,6 +129,13 @@ class ExecutorStage:
 
             tool = "gripper" if self.config.gripper.type == "parallel" else "suction"
             return FrameRobot(DryRunRobot(tool=tool), None)
+        if self.p["driver"] == "twin":  # the twin node executes (deploy.launch.py robot:=sim)
+            from sim2real.ros.twin_link import TwinLink, TwinRobotClient
+
+            tool = "gripper" if self.config.gripper.type == "parallel" else "suction"
+            link = TwinLink(self.node.context, self.p["twin_request_topic"], self.p["twin_reply_topic"],
+                            self.p["twin_timeout_s"], name="executor_twin_link")
+            return FrameRobot(TwinRobotClient(link, tool), self.T_base_workspace)
         from sim2real.ros.grippers import make_gripper
         from sim2real.ros.moveit_adapter import MoveItAdapter
         from sim2real.ros.moveit_robot import MoveItRobot

@@ -31,8 +31,6 @@ class HeightmapStage:
     """
 
     def __init__(self, node, params: dict, on_observation=None):
-        import message_filters
-        import tf2_ros
         from rclpy.qos import qos_profile_sensor_data
         from sensor_msgs.msg import CameraInfo, Image
         from std_msgs.msg import String
@@ -42,17 +40,23 @@ class HeightmapStage:
         self.node, self.p, self.on_observation = node, params, on_observation
         self.log = node.get_logger()
         self.types = MsgTypes.from_rclpy()
-        self.workspace, self.T_base_workspace, _ = load_workspace(params["calibration"])
-        self.tf_buffer = tf2_ros.Buffer()
-        self.tf_listener = tf2_ros.TransformListener(self.tf_buffer, node)
+        self.workspace, self.T_base_workspace, self.calibration = load_workspace(params["calibration"])
+        self.tf_buffer = None
+        self.transform_source = self._setup_transform(node, params)
         q = params["queue_size"]
-        subs = [message_filters.Subscriber(node, Image, params["color_topic"], qos_profile=qos_profile_sensor_data),
-                message_filters.Subscriber(node, Image, params["depth_topic"], qos_profile=qos_profile_sensor_data),
-                message_filters.Subscriber(node, CameraInfo, params["camera_info_topic"],
-                                           qos_profile=qos_profile_sensor_data)]
-        self.sync = message_filters.ApproximateTimeSynchronizer(subs, q, params["sync_slop_s"])
+        specs = [(Image, params["color_topic"]), (Image, params["depth_topic"]), (CameraInfo, params["camera_info_topic"])]
+        try:
+            import message_filters
+        except ImportError:  # rclpy from PyPI: no message_filters wheel (sim2real.ros.sync)
+            from sim2real.ros.sync import StampSynchronizer
+
+            self.sync = StampSynchronizer(node, specs, qos_profile_sensor_data, q, params["sync_slop_s"])
+            self._subs = self.sync.subscriptions
+        else:
+            subs = [message_filters.Subscriber(node, t, topic, qos_profile=qos_profile_sensor_data) for t, topic in specs]
+            self.sync = message_filters.ApproximateTimeSynchronizer(subs, q, params["sync_slop_s"])
+            self._subs = subs
         self.sync.registerCallback(self.on_frames)
-        self._subs = subs
         self.pub_height = node.create_publisher(Image, params["heightmap_topic"], 1)
         self.pub_color = node.create_publisher(Image, params["colormap_topic"], 1)
         self.pub_status = node.create_publisher(String, params["status_topic"], 10)
@@ -63,6 +67,25 @@ class HeightmapStage:
         node.create_timer(2.0, self._watchdog)
         self.log.info(f"heightmap: {params['color_topic']} + {params['depth_topic']} + {params['camera_info_topic']} "
                       f"-> {params['heightmap_topic']}, {params['colormap_topic']} in {params['base_frame']}")
+
+    def _setup_transform(self, node, params: dict) -> str:
+        """'tf' (a TF listener; calibration_tf publishes the calibration) or 'calibration' (the
+        YAML's T_base_camera, used when tf2_ros cannot be imported, e.g. rclpy from PyPI)."""
+        try:
+            import tf2_ros
+        except ImportError:
+            if self.calibration is None:
+                from sim2real.errors import ConfigError
+
+                raise ConfigError("tf2_ros is not installed (PyPI has no wheel), so the camera -> base transform "
+                                  "must come from the calibration: pass calibration:=calibration/<name>.yaml "
+                                  "(or source a ROS 2 that has tf2_ros)") from None
+            self.log.info(f"tf2_ros not available: camera -> {params['base_frame']} from "
+                          f"{params['calibration']} (T_base_camera), not from TF")
+            return "calibration"
+        self.tf_buffer = tf2_ros.Buffer()
+        self.tf_listener = tf2_ros.TransformListener(self.tf_buffer, node)
+        return "tf"
 
     def problem(self, reason: str, message: str, level: str = "error") -> None:
         """Log why no heightmap was made and tell the policy (status topic / in-process)."""
@@ -83,7 +106,10 @@ class HeightmapStage:
                          "check `ros2 topic hz` on each (wrapper version changes topic names)", "warning")
 
     def camera_to_base(self, frame_id: str, stamp) -> np.ndarray:
-        """(4, 4) T_base_camera from TF at ``stamp``; HardwareError with the tf2_echo command on timeout."""
+        """(4, 4) T_base_camera from TF at ``stamp`` (or the calibration YAML's, see _setup_transform);
+        HardwareError with the tf2_echo command on a TF timeout."""
+        if self.transform_source == "calibration":
+            return np.asarray(self.calibration.T_base_camera, dtype=np.float64)
         import rclpy.duration
         import rclpy.time
         import tf2_ros

@@ -51,6 +51,11 @@ class PolicyStage:
         self.log = node.get_logger()
         self.types = MsgTypes.from_rclpy()
         self.workspace, self.T_base_workspace, _ = load_workspace(params["calibration"])
+        if policy is None and params["checkpoint"] == "oracle":  # the twin's ground truth (robot:=sim)
+            from sim2real.ros.twin_link import TwinLink, TwinOraclePolicy
+
+            policy = TwinOraclePolicy(TwinLink(node.context, params["twin_request_topic"], params["twin_reply_topic"],
+                                               params["twin_timeout_s"], name="policy_twin_link"))
         self.policy = policy or load_policy(params["checkpoint"], params["device"])
         self.planner, self.planner_spec = _load_planner(params)
         self.latest = None

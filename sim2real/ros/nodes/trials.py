@@ -166,7 +166,12 @@ def make_node(overrides=None):
 
         def _prompt(self, text: str) -> None:
             self.get_logger().warning(f"OPERATOR: {text}")
-            self.pub_prompt.publish(String(data=text))
+            context = getattr(self, "context", None)
+            if context is None or context.ok():  # after Ctrl-C the campaign thread may still prompt once
+                try:
+                    self.pub_prompt.publish(String(data=text))
+                except Exception:  # noqa: BLE001 - RCLError: the context went away meanwhile
+                    pass
 
         # -- the campaign --
         def _run_trial(self, task, trial, seed, on_step=None):
