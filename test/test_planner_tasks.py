@@ -159,13 +159,16 @@ def test_episode_records_the_planner_and_done_ends_it(monkeypatch):
         def read(self):
             return "frame"
 
-    records = []
-    res = episode.run_episode(Cam(), Policy(), None, "task", max_steps=3, planner=Planner(), on_step=records.append)
+    from sim2real.robot import DryRunRobot
+
+    records = []  # the episode homes the arm before its first capture: a robot that records, never moves
+    res = episode.run_episode(Cam(), Policy(), DryRunRobot(), "task", max_steps=3, planner=Planner(),
+                              on_step=records.append)
     assert seen == ["go"] and records[0].info["planner"]["goal"] == "go" and records[0].goal == "go"
     assert res.reason == "policy_error"
     p = Planner()
     p.n = 1  # next decision is done
-    res = episode.run_episode(Cam(), Policy(), None, "task", max_steps=3, planner=p, on_step=records.append)
+    res = episode.run_episode(Cam(), Policy(), DryRunRobot(), "task", max_steps=3, planner=p, on_step=records.append)
     assert res.reason == "done" and seen == ["go"] and records[-1].info["planner"]["goal"] == DONE
 
 
