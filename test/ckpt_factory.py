@@ -10,7 +10,6 @@ Nothing is downloaded; the weights are random, so outputs are meaningless but de
 from __future__ import annotations
 
 import json
-import math
 from collections import OrderedDict
 from pathlib import Path
 from typing import Optional
@@ -40,32 +39,11 @@ def load_spec(family: str) -> list[tuple[str, tuple[int, ...], str]]:
 
 
 def _random_entry(key: str, shape: tuple, dtype: str, gen: torch.Generator) -> torch.Tensor:
-    """One tensor with a scale that keeps a forward pass finite (fp16 CLIP included)."""
-    name = key.rsplit(".", 1)[-1]
-    if dtype == "int64":
-        return torch.tensor(1000, dtype=torch.int64).reshape(shape)
+    """One tensor with a scale that keeps a forward pass finite (fp16 CLIP included): the same
+    draws as ``python -m sim2real.policy.random_checkpoint``."""
+    from sim2real.policy.random_checkpoint import _random_entry as entry
 
-    def randn(std: float = 1.0, mean: float = 0.0) -> torch.Tensor:
-        return torch.randn(shape, generator=gen) * std + mean
-
-    if name == "running_var":
-        t = torch.rand(shape, generator=gen) + 0.5
-    elif name == "running_mean":
-        t = randn(0.1)
-    elif name == "logit_scale":
-        t = torch.full(shape, math.log(1 / 0.07))
-    elif "embedding" in key and "positional" not in key:
-        t = randn(0.02)
-    elif "positional_embedding" in key:
-        t = randn(0.01 if key.endswith("clip_rn50.positional_embedding") else 2048 ** -0.5)
-    elif len(shape) >= 2:  # conv / linear weights, text projection: LeCun scale
-        fan_in = shape[0] if name == "text_projection" else math.prod(shape[1:])
-        t = randn(fan_in ** -0.5)
-    elif name == "weight":  # BatchNorm / LayerNorm scale
-        t = randn(0.1, 1.0)
-    else:  # biases
-        t = randn(0.05)
-    return t.to(_DTYPES[dtype])
+    return entry(key, shape, _DTYPES[dtype], gen)
 
 
 def build_state_dict(family: str, seed: int = 0, identical_clip: bool = True,
