@@ -88,7 +88,6 @@ def test_bad_arguments_exit_2_with_one_line_never_a_traceback(files, capsys):
     _check(_cases(files), capsys)
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch issue10a")
 def test_a_text_file_given_as_a_checkpoint_exits_2(files, capsys):
     _check(_text_checkpoint_cases(files), capsys)
 
