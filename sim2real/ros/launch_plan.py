@@ -151,18 +151,25 @@ def deploy_plan(args: dict, env=None) -> LaunchPlan:
     nodes = list(cam_nodes)
     nodes.append(NodeSpec("calibration_tf_node", "calibration_tf", {"calibration": calibration,
                                                                     "base_frame": config.base_frame}))
-    if pipeline:
-        nodes.append(NodeSpec("pipeline_node", "pipeline", {**heightmap, **policy, **executor}))
-    else:
-        nodes.append(NodeSpec("heightmap_node", "heightmap", heightmap))
-        if start_policy:
-            nodes.append(NodeSpec("policy_node", "policy", policy))
-        nodes.append(NodeSpec("executor_node", "executor", executor))
-    nodes.append(NodeSpec("trials_node", "trials", trials))
+    nodes += _stage_nodes(pipeline, start_policy, heightmap, policy, executor, trials)
     for spec in nodes:
         validate(spec.name, spec.params)  # a typo here fails at launch time, with the parameter named
     return LaunchPlan(nodes, includes, parse_bool(args["rviz"], "rviz"),
                       config if mode != "dry_run" else None)
+
+
+def _stage_nodes(pipeline: bool, start_policy: bool, heightmap: dict, policy: dict, executor: dict,
+                 trials: dict) -> list:
+    """heightmap -> policy -> executor as one pipeline node or three (policy left out when it runs
+    on another machine), then the trials node."""
+    if pipeline:
+        nodes = [NodeSpec("pipeline_node", "pipeline", {**heightmap, **policy, **executor})]
+    else:
+        nodes = [NodeSpec("heightmap_node", "heightmap", heightmap)]
+        if start_policy:
+            nodes.append(NodeSpec("policy_node", "policy", policy))
+        nodes.append(NodeSpec("executor_node", "executor", executor))
+    return nodes + [NodeSpec("trials_node", "trials", trials)]
 
 
 def twin_deploy_plan(args: dict, task: str, mode: str) -> LaunchPlan:
@@ -202,14 +209,7 @@ def twin_deploy_plan(args: dict, task: str, mode: str) -> LaunchPlan:
     nodes = [NodeSpec("twin_node", "twin", {"task": task, **topics}),
              NodeSpec("calibration_tf_node", "calibration_tf", {"calibration": calibration,
                                                                 "base_frame": config.base_frame})]
-    if pipeline:
-        nodes.append(NodeSpec("pipeline_node", "pipeline", {**heightmap, **policy, **executor}))
-    else:
-        nodes.append(NodeSpec("heightmap_node", "heightmap", heightmap))
-        if start_policy:
-            nodes.append(NodeSpec("policy_node", "policy", policy))
-        nodes.append(NodeSpec("executor_node", "executor", executor))
-    nodes.append(NodeSpec("trials_node", "trials", trials))
+    nodes += _stage_nodes(pipeline, start_policy, heightmap, policy, executor, trials)
     for spec in nodes:
         validate(spec.name, spec.params)
     return LaunchPlan(nodes, [], parse_bool(args["rviz"], "rviz"), None)
