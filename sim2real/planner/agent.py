@@ -2,7 +2,8 @@
 
 Actor (``policy_pomdp.py``): ``peft`` LoRA, r 8, alpha 16, dropout 0, on q_proj and v_proj; the
 policy over a step's candidates is ``softmax`` of their normalised scores
-(:func:`sim2real.planner.scoring.candidate_logits`). Critic (``critic.py``): a bias-free MLP
+(:func:`sim2real.planner.scoring.candidate_logits_shared_prompt`: each prompt run once, its cache
+shared by the candidates). Critic (``critic.py``): a bias-free MLP
 h -> 1024 -> 512 -> 1 with ReLU, on the last-layer hidden state of the prompt's last real token,
 read from the frozen model with the adapters disabled and no gradient.
 
@@ -19,7 +20,7 @@ from torch import nn
 
 from sim2real.compat import ensure_torchvision
 from sim2real.errors import CheckpointError, InputError
-from sim2real.planner.scoring import NORMALIZATIONS, candidate_logits, prompt_hidden
+from sim2real.planner.scoring import NORMALIZATIONS, candidate_logits_shared_prompt, prompt_hidden
 
 CRITIC_FILE = "critic.safetensors"
 
@@ -81,7 +82,7 @@ class LLMAgent(nn.Module):
     # -- policy and value -------------------------------------------------------------------
     def logits(self, prompts: list, candidates: list):
         """(P, K) normalised candidate scores (differentiable through the adapters)."""
-        return candidate_logits(self.actor, self.tokenizer, prompts, candidates, self.normalization)
+        return candidate_logits_shared_prompt(self.actor, self.tokenizer, prompts, candidates, self.normalization)
 
     def get_value(self, prompts: list):
         """(P,) critic values, on the frozen model's hidden state (adapters disabled)."""

@@ -179,41 +179,73 @@ def score_candidates(model, tokenizer, prompt: str, candidates, normalization: s
         return candidate_logits(model, tokenizer, [prompt], [candidates], normalization)[0].double().cpu().numpy()
 
 
-def score_candidates_shared_prompt(model, tokenizer, prompt: str, candidates, normalization: str = "word") -> np.ndarray:
-    """:func:`score_candidates`, faster: the prompt is run once and its key/value cache shared by all
-    candidates (only their own tokens are computed). Used by the planner at decision time.
+def _shared_prompt_row(model, tokenizer, prompt: str, candidates: list, normalization: str):
+    """(K,) normalised log-scores of one prompt's candidates with the prompt run once, or None.
 
-    Falls back to :func:`score_candidates` when the candidates do not share one token prefix
-    (a tokeniser that merges across the prompt's end) or the model gives no cache.
+    The prompt's tokens go through the model once; its key/value cache is repeated for the K
+    candidates, which then run only their own tokens (right-padded). Differentiable (the cache
+    carries the gradient back into the prompt's pass). None when the candidates do not share one
+    token prefix (a tokeniser that merges across the prompt's end) or the model gives no cache.
+    """
+    import torch
+
+    encoded = [candidate_span(tokenizer, prompt, c) for c in candidates]
+    if len({tuple(e.ids[:e.start]) for e in encoded}) != 1:
+        return None
+    device = _model_device(model)
+    prefix = torch.tensor([encoded[0].ids[:encoded[0].start]], device=device)
+    out = model(input_ids=prefix, use_cache=True)
+    cache = getattr(out, "past_key_values", None)
+    if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+        return None
+    first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)  # predicts each candidate's first token
+    cache.batch_repeat_interleave(len(candidates))
+    ids, mask = _batch([e.ids[e.start:e.end] for e in encoded], _pad_id(tokenizer), device)
+    full_mask = torch.cat([torch.ones((len(candidates), prefix.shape[1]), dtype=mask.dtype, device=device), mask], 1)
+    logp = torch.log_softmax(model(input_ids=ids, attention_mask=full_mask, past_key_values=cache).logits.float(), -1)
+    follow = torch.gather(logp[:, :-1, :], 2, ids[:, 1:, None]).squeeze(-1)  # (K, Lc - 1)
+    scores = []
+    for k, e in enumerate(encoded):
+        n = e.end - e.start
+        s = first[ids[k, 0]] + follow[k, :n - 1].sum()
+        scores.append(s / {"sum": 1, "token": n, "word": e.n_words}[normalization])
+    return torch.stack(scores)
+
+
+def candidate_logits_shared_prompt(model, tokenizer, prompts: list, candidates: list, normalization: str = "word"):
+    """:func:`candidate_logits`, computed prompt by prompt with each prompt run once (shared cache).
+
+    Same (P, K) result within float32 rounding and differentiable; 3-4x less work for a typical
+    planner step (a 40-60 token prompt, 3-13 candidates of ~8 tokens). The agent uses it for both
+    the rollout and the PPO update, so the first ratio stays exactly 1.
     """
     import torch
 
     if normalization not in NORMALIZATIONS:
         raise InputError(f"normalization {normalization!r} is unknown; use one of {NORMALIZATIONS}")
-    candidates = list(candidates)
-    encoded = [candidate_span(tokenizer, prompt, c) for c in candidates]
-    prefixes = {tuple(e.ids[:e.start]) for e in encoded}
-    if len(prefixes) != 1 or not candidates:
-        return score_candidates(model, tokenizer, prompt, candidates, normalization)
-    device = _model_device(model)
-    prefix = torch.tensor([encoded[0].ids[:encoded[0].start]], device=device)
+    if len(prompts) != len(candidates):
+        raise InputError(f"{len(prompts)} prompts but {len(candidates)} candidate lists")
+    if any(len(c) == 0 for c in candidates):
+        raise InputError("a prompt has no candidate; give at least one candidate sentence")
+    rows = []
+    for p, cands in zip(prompts, candidates):
+        row = _shared_prompt_row(model, tokenizer, p, list(cands), normalization)
+        rows.append(row if row is not None else candidate_logits(model, tokenizer, [p], [list(cands)], normalization)[0])
+    k = max(len(c) for c in candidates)
+    out = torch.full((len(prompts), k), float("-inf"), device=rows[0].device)
+    for i, row in enumerate(rows):
+        out[i, :len(row)] = row
+    return out
+
+
+def score_candidates_shared_prompt(model, tokenizer, prompt: str, candidates, normalization: str = "word") -> np.ndarray:
+    """:func:`score_candidates`, faster: the prompt is run once and its key/value cache shared by all
+    candidates (only their own tokens are computed). Used by the planner at decision time."""
+    import torch
+
     with torch.no_grad():
-        out = model(input_ids=prefix, use_cache=True)
-        cache = getattr(out, "past_key_values", None)
-        if cache is None or not hasattr(cache, "batch_repeat_interleave"):
-            return score_candidates(model, tokenizer, prompt, candidates, normalization)
-        first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)  # predicts each candidate's first token
-        cache.batch_repeat_interleave(len(candidates))
-        ids, mask = _batch([e.ids[e.start:e.end] for e in encoded], _pad_id(tokenizer), device)
-        full_mask = torch.cat([torch.ones((len(candidates), prefix.shape[1]), dtype=mask.dtype, device=device), mask], 1)
-        logp = torch.log_softmax(model(input_ids=ids, attention_mask=full_mask, past_key_values=cache).logits.float(), -1)
-        follow = torch.gather(logp[:, :-1, :], 2, ids[:, 1:, None]).squeeze(-1)
-    scores = np.zeros(len(candidates))
-    for k, e in enumerate(encoded):
-        n = e.end - e.start
-        s = float(first[ids[k, 0]]) + float(follow[k, :n - 1].double().sum())
-        scores[k] = s / {"sum": 1, "token": n, "word": e.n_words}[normalization]
-    return scores
+        row = candidate_logits_shared_prompt(model, tokenizer, [prompt], [list(candidates)], normalization)[0]
+    return row.double().cpu().numpy()
 
 
 def prompt_hidden(model, tokenizer, prompts: list):
