@@ -195,14 +195,14 @@ def _shared_prompt_row(model, tokenizer, prompt: str, candidates: list, normaliz
     device = _model_device(model)
     prefix = torch.tensor([encoded[0].ids[:encoded[0].start]], device=device)
     out = model(input_ids=prefix, use_cache=True)
-    cache = getattr(out, "past_key_values", None)
+    cache = getattr(out, "cache", None)  # transformers 5 names the key/value cache `cache`
     if cache is None or not hasattr(cache, "batch_repeat_interleave"):
         return None
     first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)  # predicts each candidate's first token
     cache.batch_repeat_interleave(len(candidates))
     ids, mask = _batch([e.ids[e.start:e.end] for e in encoded], _pad_id(tokenizer), device)
     full_mask = torch.cat([torch.ones((len(candidates), prefix.shape[1]), dtype=mask.dtype, device=device), mask], 1)
-    logp = torch.log_softmax(model(input_ids=ids, attention_mask=full_mask, past_key_values=cache).logits.float(), -1)
+    logp = torch.log_softmax(model(input_ids=ids, attention_mask=full_mask, cache=cache).logits.float(), -1)
     follow = torch.gather(logp[:, :-1, :], 2, ids[:, 1:, None]).squeeze(-1)  # (K, Lc - 1)
     scores = []
     for k, e in enumerate(encoded):
