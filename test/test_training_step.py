@@ -131,7 +131,7 @@ import sys, time
 sys.path.insert(0, {test_dir!r})
 from test_training_step import small_source
 from sim2real.training.loop import FinetuneConfig, finetune
-cfg = FinetuneConfig(checkpoint={ckpt!r}, demos=["synthetic"], out=sys.argv[1], steps=4, batch_size=1,
+cfg = FinetuneConfig(checkpoint={ckpt!r}, demos=["synthetic"], out=sys.argv[1], steps=3, batch_size=1,
                      augment="gensim", seed=3, resume=len(sys.argv) > 2, save_every=1, clip_precision="float32",
                      progress=False)
 finetune(cfg, sources=[small_source()])
@@ -152,17 +152,17 @@ def test_resume_after_kill_continues_identically(ckpt, tmp_path):
     proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "b")], env=env)
     deadline = time.time() + 900
     while time.time() < deadline and proc.poll() is None:
-        if (tmp_path / "b" / "metrics.csv").is_file() and len(_rows(tmp_path / "b")) >= 2:
+        if (tmp_path / "b" / "metrics.csv").is_file() and len(_rows(tmp_path / "b")) >= 1:
             break
         time.sleep(0.2)
     assert proc.poll() is None, "the run finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     killed_at = len(_rows(tmp_path / "b"))
-    assert killed_at < 4
+    assert 1 <= killed_at < 3
     subprocess.run([sys.executable, str(script), str(tmp_path / "b"), "--resume"], check=True, env=env, timeout=900)
     ra, rb = _rows(tmp_path / "a"), _rows(tmp_path / "b")
-    assert [r["step"] for r in rb] == ["1", "2", "3", "4"]
+    assert [r["step"] for r in rb] == ["1", "2", "3"]
     assert ra == rb
     a = torch.load(tmp_path / "a" / "last.ckpt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "b" / "last.ckpt", weights_only=True)["state_dict"]
