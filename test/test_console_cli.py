@@ -170,3 +170,16 @@ def test_stop_on_the_run_console_interrupts_the_run_and_records_nothing(tmp_path
     log.seek(0)
     assert rc in (0, 130), log.read()
     assert not (tmp_path / "run" / "trials.jsonl").exists() or scan_trials(tmp_path / "run").records == []
+
+
+def test_a_checkpoint_policy_takes_the_shared_policy_options(tmp_path, capsys):
+    """console --policy FILE loads with act/run's options (--batchnorm, --clip-precision, ...): a file that is
+    no checkpoint is a one-line refusal, exit 2 (it was an AttributeError before the options were shared)."""
+    from sim2real.cli import main
+
+    bad = tmp_path / "notes.ckpt"
+    bad.write_text("not a checkpoint")
+    assert main(["console", "--task", "stack-block", "--policy", str(bad), "--batchnorm", "running",
+                 "--clip-precision", "float32"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "notes.ckpt" in err[0]

@@ -19,6 +19,8 @@ ROBOTS_HELP = ("'sim' (the PyBullet twin, default), 'dry-run' (twin camera, reco
 
 
 def register(sub) -> None:
+    from sim2real.cli.policy_args import add_policy_args
+
     p = sub.add_parser("console", help="web console: live view, demonstrations by clicking, trial labels, stop",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--robot", default="sim", help=ROBOTS_HELP)
@@ -32,7 +34,7 @@ def register(sub) -> None:
     p.add_argument("--trials", type=int, help="trials per task of the campaign (default: the campaign's)")
     p.add_argument("--policy", help="'oracle' (twin only) or a checkpoint: suggests steps on the page (affordances "
                                     "drawn) and runs the campaign's trials")
-    p.add_argument("--device", default="cpu", help="torch device for a checkpoint policy")
+    add_policy_args(p)  # --device, --batchnorm, --clip-precision, ... as act, run and replay
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; any other needs a token)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free port)")
     p.add_argument("--token-file", metavar="FILE", help="read the access token from FILE (else one is printed)")
