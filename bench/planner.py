@@ -3,7 +3,7 @@
     nice -n 10 python bench/planner.py [--episodes 50] [--llm-episodes 10] [--adapters DIR]
         [--twin-episodes 2] [--perception-scenes 4] [--out bench/RESULTS_planner.json]
 
-Planners side by side on the same seeds (episode i of every planner uses seed i):
+Planners side by side on the same seeds (episode i of every planner uses seed ``--first-seed`` + i):
 
 * ``scripted`` (the oracle's sub-goal sequence: the upper bound and the baseline of the ratios),
   ``random`` (uniform over candidates), ``fixed`` (the task's goal every step: today's behaviour),
@@ -95,6 +95,9 @@ def main(argv=None) -> int:
     ap.add_argument("--twin-episodes", type=int, default=2, help="physical-twin episodes per planner and task")
     ap.add_argument("--twin-planners", default="scripted,random,llm", help="planners run in the physical twin")
     ap.add_argument("--perception-scenes", type=int, default=4, help="twin scenes per task for precision/recall")
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="episode i uses seed first-seed + i (sim2real align trains environment k of a run with "
+                         "--seed 0 on seeds k * 10007 + 1, + 2, ...: evaluate an aligned planner on seeds it never saw)")
     ap.add_argument("--adapters", help="aligned checkpoint directory (sim2real align) for the llm+lora column")
     ap.add_argument("--no-llm", action="store_true", help="skip the LLM planners")
     ap.add_argument("--skip-unaligned", action="store_true", help="with --adapters: only the aligned LLM column")
@@ -115,8 +118,8 @@ def main(argv=None) -> int:
         print(f"SmolLM2 loaded in {time.perf_counter() - t0:.1f} s", flush=True)
         if not (args.adapters and args.skip_unaligned):
             planners["llm"] = LLMPlanner(model, tok)
-        if args.adapters:
-            planners["llm+lora"] = LLMPlanner(model, tok, adapters=args.adapters)
+        if args.adapters:  # its own copy of the model: peft injects the adapters into the model it wraps
+            planners["llm+lora"] = LLMPlanner(*load_llm(), adapters=args.adapters)
     results = {"symbolic": {}, "twin": {}, "perception": {}, "args": vars(args)}
     for name in names:
         spec = tasks[name]
@@ -125,7 +128,7 @@ def main(argv=None) -> int:
             n = args.llm_episodes if pname.startswith("llm") else args.episodes
             if n <= 0:
                 continue
-            r = symbolic_episodes(spec, planner, list(range(n)))
+            r = symbolic_episodes(spec, planner, list(range(args.first_seed, args.first_seed + n)))
             results["symbolic"][name][pname] = r
             print(f"symbolic {name:24s} {pname:9s} n={r['episodes']:3d} success {r['success_rate']:.2f} "
                   f"steps {r['mean_steps']:.2f} decision {1e3 * r['decision_cpu_s']:.1f} ms CPU "
@@ -151,7 +154,7 @@ def main(argv=None) -> int:
                 for pname in [p for p in args.twin_planners.split(",") if p in planners]:
                     if args.twin_episodes <= 0:
                         break
-                    r = twin_episodes(twin, spec, planners[pname], list(range(args.twin_episodes)))
+                    r = twin_episodes(twin, spec, planners[pname], list(range(args.first_seed, args.first_seed + args.twin_episodes)))
                     results["twin"][name][pname] = r
                     print(f"twin     {name:24s} {pname:9s} n={r['episodes']} success {r['success_rate']:.2f} "
                           f"steps {r['mean_steps']:.2f} ({r['episode_wall_s']:.1f} s/episode)", flush=True)

@@ -124,3 +124,17 @@ def test_config_is_validated():
         PPOConfig(gamma=1.5)
     with pytest.raises(ConfigError, match="unknown"):
         PPOConfig.from_dict({"lr": 1})
+
+
+def test_an_unaligned_planner_refuses_a_model_an_agent_has_wrapped():
+    """peft injects LoRA layers into the model it wraps: an unaligned planner sharing that model object
+    would score with the adapters, so it refuses (load a second copy instead)."""
+    from sim2real.errors import InputError
+    from sim2real.planner.planners import _refuse_injected_adapters
+
+    tok = tiny_tokenizer()
+    model = tiny_llama(len(tok))
+    _refuse_injected_adapters(model)  # the base model is fine
+    LLMAgent(model, tok)
+    with pytest.raises(InputError, match="separate copy"):
+        _refuse_injected_adapters(model)

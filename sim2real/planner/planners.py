@@ -196,12 +196,22 @@ class LLMPlanner(_Base):
             probs = self.agent.probabilities(prompt, cands)
             value = float(self.agent.get_value([prompt])[0].detach())
         else:
+            _refuse_injected_adapters(self.model)
             scores = score_candidates_shared_prompt(self.model, self.tokenizer, prompt, cands, self.normalization)
             probs = np.exp(scores - scores.max())
             probs /= probs.sum()
         k = int(self.rng.choice(len(cands), p=probs)) if self.sample else int(np.argmax(probs))
         return Decision(cands[k], prompt, cands, [float(p) for p in probs], k, value, time.perf_counter() - t0,
                         self.name)
+
+
+def _refuse_injected_adapters(model) -> None:
+    """An unaligned planner must score with the base model. peft injects LoRA layers into the very
+    model an aligned planner (or agent) wraps, so a model object shared with one would silently score
+    with its adapters."""
+    if any("lora_" in name for name, _ in model.named_modules()):
+        raise InputError("the base language model carries LoRA adapters (it was also given to an aligned planner); "
+                         "load a separate copy of the model for the unaligned planner")
 
 
 def parse_planner_spec(text: str) -> tuple:
