@@ -55,7 +55,8 @@ class LLMAgent(nn.Module):
     """Actor (frozen LM + LoRA) and critic over candidate sentences.
 
     Args:
-        model: a causal LM (frozen here: its own parameters never require grad).
+        model: a causal LM (frozen here: its own parameters never require grad). peft injects the
+            adapters into this very object: do not score with it elsewhere as the base model.
         tokenizer: its tokenizer.
         normalization: 'sum' | 'token' | 'word'.
         lora: adapter settings for a new actor.
