@@ -111,6 +111,16 @@ def _model_device(model):
         return "cpu"
 
 
+def _check_batch(prompts: list, candidates: list, normalization: str) -> None:
+    """Refuse an unknown normalisation, mismatched lists or a prompt without candidates."""
+    if normalization not in NORMALIZATIONS:
+        raise InputError(f"normalization {normalization!r} is unknown; use one of {NORMALIZATIONS}")
+    if len(prompts) != len(candidates):
+        raise InputError(f"{len(prompts)} prompts but {len(candidates)} candidate lists")
+    if any(len(c) == 0 for c in candidates):
+        raise InputError("a prompt has no candidate; give at least one candidate sentence")
+
+
 def candidate_logits(model, tokenizer, prompts: list, candidates: list, normalization: str = "word"):
     """Normalised log-scores, differentiable: a (len(prompts), max candidates) float32 tensor.
 
@@ -126,12 +136,7 @@ def candidate_logits(model, tokenizer, prompts: list, candidates: list, normaliz
     """
     import torch
 
-    if normalization not in NORMALIZATIONS:
-        raise InputError(f"normalization {normalization!r} is unknown; use one of {NORMALIZATIONS}")
-    if len(prompts) != len(candidates):
-        raise InputError(f"{len(prompts)} prompts but {len(candidates)} candidate lists")
-    if any(len(c) == 0 for c in candidates):
-        raise InputError("a prompt has no candidate; give at least one candidate sentence")
+    _check_batch(prompts, candidates, normalization)
     encoded = [candidate_span(tokenizer, p, c) for p, cands in zip(prompts, candidates) for c in cands]
     ids, mask = _batch([e.ids for e in encoded], _pad_id(tokenizer), _model_device(model))
     logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
@@ -221,12 +226,7 @@ def candidate_logits_shared_prompt(model, tokenizer, prompts: list, candidates: 
     """
     import torch
 
-    if normalization not in NORMALIZATIONS:
-        raise InputError(f"normalization {normalization!r} is unknown; use one of {NORMALIZATIONS}")
-    if len(prompts) != len(candidates):
-        raise InputError(f"{len(prompts)} prompts but {len(candidates)} candidate lists")
-    if any(len(c) == 0 for c in candidates):
-        raise InputError("a prompt has no candidate; give at least one candidate sentence")
+    _check_batch(prompts, candidates, normalization)
     rows = []
     for p, cands in zip(prompts, candidates):
         row = _shared_prompt_row(model, tokenizer, p, list(cands), normalization)
