@@ -27,6 +27,8 @@ from pathlib import Path
 
 from sim2real.ros.runtime import domain_ports, free_domain_id as pick_domain  # noqa: F401 - re-exported
 
+from subprocess_support import default_sigint
+
 BIN = Path(sys.executable).parent
 
 
@@ -129,7 +131,7 @@ class NodeProcess:
         self.argv = node_argv(executable, params or {}, name)
         self.lines: list = []
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env=env, cwd=cwd, bufsize=1)
+                                     env=env, cwd=cwd, bufsize=1, preexec_fn=default_sigint)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 

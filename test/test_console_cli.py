@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from subprocess_support import default_sigint
 from test_console_support import http
 
 A = {"X-Client-Id": "tab-cli-aaaaaa"}
@@ -20,7 +21,8 @@ def start_console(tmp_path, *extra):
     log = open(tmp_path / "console.log", "w+")
     proc = subprocess.Popen([sys.executable, "-m", "sim2real", "console", "--robot", "sim", "--task",
                              "put-block-in-bowl", "--port", "0", "--frame-period", "0.3", *extra],
-                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                            preexec_fn=default_sigint)
     t0 = time.monotonic()
     while time.monotonic() - t0 < 300:  # the twin starts in ~10 s; the shared CI machine can be slow
         log.seek(0)
@@ -41,7 +43,7 @@ def start_console(tmp_path, *extra):
 def stop_console(proc):
     os.killpg(proc.pid, signal.SIGINT)
     try:
-        return proc.wait(90)  # a ceiling: ~1 s when quiet, much longer on a loaded 2-core machine
+        return proc.wait(30)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         raise
@@ -106,7 +108,7 @@ def start_run(tmp_path, out):
                              "--operator", "console", "--console-port", "0", "--operator-name", "erin",
                              "--trials", "1", "--policy", "oracle", "--out", str(out), "--no-progress"],
                             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=default_sigint)
     t0 = time.monotonic()
     while time.monotonic() - t0 < 300:
         log.seek(0)

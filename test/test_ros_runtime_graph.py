@@ -109,8 +109,7 @@ def _start(specs, repo_root):
 
 
 def _stop(procs):
-    # a ceiling, not a wait: a node exits in ~1 s, but a loaded 2-core machine can take far longer
-    codes = {name: proc.interrupt(timeout=60.0) for name, proc in procs.items()}
+    codes = {name: proc.interrupt(timeout=10.0) for name, proc in procs.items()}
     for name, (code, _) in codes.items():
         assert code == 0, f"{name} exit {code}\n{procs[name].output[-3000:]}"
         assert "Traceback" not in procs[name].output, procs[name].output[-3000:]
