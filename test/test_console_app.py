@@ -325,3 +325,38 @@ def test_stop_while_the_step_re_observes_means_the_arm_never_starts(console):
     station.camera.read = read
     assert out["r"][0] == 409 and out["r"][1]["type"] == "MotionStopped"
     assert [c for c in station.robot.commands if c["cmd"] == "move_to"] == []
+
+
+def test_run_console_stop_replies_before_it_interrupts_the_run(tmp_path):
+    """`sim2real run --operator console`: STOP ends the campaign at once, and interrupts the run (which
+    ends the process, page server included) only after the reply is sent, so the tab sees its 200."""
+    from sim2real.console.run_operator import OperatorStation
+    from sim2real.trials.operator import CampaignStopped, ConsoleOperator
+
+    def campaign_stopped(operator):
+        with pytest.raises(CampaignStopped):
+            operator.start_trial("stack-block", 0, 1, seed=0)  # returns at once only when stopped
+        return True
+
+    replied, interrupted = threading.Event(), threading.Event()
+    order = []
+
+    def interrupt():  # waits for the tab to have its reply: it never comes if this runs during the request
+        order.append(("interrupt after the reply", replied.wait(5.0)))
+        interrupted.set()
+
+    operator = ConsoleOperator("erin")
+    station = OperatorStation(operator, tmp_path, ["stack-block"], 1, interrupt=lambda: order.append("too soon"))
+    station.stop()
+    assert campaign_stopped(operator) and order == []  # stop() alone never interrupts
+
+    station = OperatorStation(ConsoleOperator("erin"), tmp_path, ["stack-block"], 1, interrupt=interrupt)
+    server = ConsoleServer(create_app(station), "127.0.0.1", 0).start()
+    try:
+        status, body = http(server.url + "api/stop", "POST", {})
+        replied.set()
+        assert status == 200 and body == {"stopped": True}
+        assert interrupted.wait(10)
+        assert campaign_stopped(station.operator) and order == [("interrupt after the reply", True)]
+    finally:
+        server.stop()

@@ -17,7 +17,8 @@ import json
 from pathlib import Path
 from typing import Annotated, Optional
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi import (APIRouter, BackgroundTasks, Depends, FastAPI, Header, HTTPException, Request, WebSocket,
+                     WebSocketDisconnect)
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from sim2real.console.access import ControlLease, token_ok
@@ -158,9 +159,10 @@ def create_app(station, *, token: Optional[str] = None, lease: Optional[ControlL
         return {"control": False}
 
     @control.post("/stop")
-    def stop():
+    def stop(after_reply: BackgroundTasks):
         """Any authorised tab may stop the arm (no lease needed: stopping is always allowed)."""
         station.stop()
+        after_reply.add_task(station.after_stop_reply)  # Starlette runs it once the reply is sent
         return {"stopped": True}
 
     # -- demonstrations -------------------------------------------------------------------------

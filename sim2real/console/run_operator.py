@@ -54,11 +54,18 @@ class OperatorStation:
         return None
 
     def stop(self) -> None:
-        """STOP: end the campaign and interrupt the run (its Ctrl-C path stops the arm)."""
+        """STOP: end the campaign; :meth:`after_stop_reply` then interrupts the run."""
         self.message = {"level": "warning", "text": "STOP pressed: the run was interrupted and the arm stopped; "
                                                     "re-run the same command to resume", "t": time.time()}
         self.bump()
         self.operator.stop()
+
+    def after_stop_reply(self) -> None:
+        """Interrupt the run (its Ctrl-C path stops the arm), once STOP's reply is sent.
+
+        The interrupt ends this process, page server included: sent during the request, it could
+        cut the reply short, and the tab would report a failed STOP for an arm that stopped.
+        """
         self.interrupt()
 
     def state(self) -> dict:

@@ -508,6 +508,9 @@ class Station:
         self._say("warning", "STOP pressed: the arm was stopped" + (f" ({len(dropped)} queued job(s) dropped)"
                                                                      if dropped else ""))
 
+    def after_stop_reply(self) -> None:
+        """Nothing: this station stopped the arm in :meth:`stop` and keeps serving the page."""
+
     def state(self) -> dict:
         """Everything the page shows, JSON-ready (images are fetched by URL with the frame seq)."""
         with self._lock:
