@@ -324,16 +324,35 @@ def test_executor_confirm_mode_waits_for_the_service(ros):
     assert result["ok"] and result["executed"]
 
 
-def test_executor_busy_ignores_new_poses(ros):
+def test_executor_busy_answers_new_poses_with_a_retry_once_the_arm_is_free(ros):
+    """Poses that come while a step runs are not executed, and never left unanswered (the trial would
+    wait step_timeout_s): once the running step ends, their result asks for the step again."""
     from sim2real.ros.nodes import executor
 
     ros_fakes.Node.overrides = {"mode": "confirm", "go_home": False, "confirm_timeout_s": 1.0}
-    node = executor.make_node(robot=FrameRobot(DryRunRobot()))
+    robot = DryRunRobot()
+    node = executor.make_node(robot=FrameRobot(robot))
     node.deliver(POSES_TOPIC, _poses_msg(ros))
     node.deliver(POSES_TOPIC, _poses_msg(ros))
     assert "still running" in node.logger.text("warning")
-    (result,) = _wait_results(node)
-    assert result["reason"] == "rejected_by_operator"
+    first, second = _wait_results(node, 2)
+    assert first["reason"] == "rejected_by_operator"  # the running step: nobody confirmed within 1 s
+    assert second["reason"] == "stale_frame" and second["retry"] is True and not second["executed"]
+    assert "moving" in second["message"]
+    assert not any(c["cmd"] == "move_to" for c in robot.commands)
+
+
+def test_executor_busy_longer_than_the_wait_ends_the_step(ros, monkeypatch):
+    from sim2real.ros.nodes import executor
+
+    monkeypatch.setattr(executor, "BUSY_WAIT_S", 0.2)
+    ros_fakes.Node.overrides = {"mode": "confirm", "go_home": False, "confirm_timeout_s": 2.0}
+    node = executor.make_node(robot=FrameRobot(DryRunRobot()))
+    node.deliver(POSES_TOPIC, _poses_msg(ros))
+    node.deliver(POSES_TOPIC, _poses_msg(ros))
+    busy, running = _wait_results(node, 2)
+    assert busy["reason"] == "stale_frame" and busy["retry"] is False and "still moving" in busy["message"]
+    assert running["reason"] == "rejected_by_operator"
 
 
 def test_executor_home_service(ros):

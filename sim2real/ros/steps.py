@@ -24,7 +24,8 @@ Reasons (the episode end reasons recorded with the trial): ``ok``, ``dry_run``, 
 ``planning_failed``, ``ik_failed``, ``execution_failed``, ``rejected_by_operator``,
 ``operator_stop``, ``camera_lost``, ``stale_frame``, ``tf_timeout``, ``policy_error``,
 ``hardware_error``, ``step_timeout``, ``max_steps``, ``done``. A result with ``retry`` true (the
-plan went stale before it could run) asks for the same step again on a new observation.
+plan went stale before it could run, or its poses came while the arm was still moving) asks for
+the same step again on a new observation.
 """
 from __future__ import annotations
 

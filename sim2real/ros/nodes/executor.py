@@ -35,6 +35,8 @@ from sim2real.ros.nodes._common import load_workspace, now_s, spin_node
 from sim2real.ros.params import declare
 
 NODE = "executor"
+BUSY_WAIT_S = 60.0
+"""Poses that arrive while the arm moves wait this long for the motion to end, then ask for a new step."""
 
 
 class Confirmation:
@@ -207,11 +209,24 @@ class ExecutorStage:
         if stamp_ns is None and stamp_s is not None:
             stamp_ns = int(round(float(stamp_s) * 1e9))
         if not self.busy.acquire(blocking=False):
-            self.log.warning("a step or a homing move is still running; poses ignored")
+            self.log.warning("a step or a homing move is still running; these poses are not executed")
+            threading.Thread(target=self._answer_while_busy, args=(step_id, stamp_ns), daemon=True).start()
             return False
         threading.Thread(target=self._run_step, args=(action, goal, t_goal, height, stamp_s, step_id, stamp_ns),
                          daemon=True).start()
         return True
+
+    def _answer_while_busy(self, step_id: str, stamp_ns) -> None:
+        """The step result for poses that came while the arm moved (never silence: the trial would wait
+        ``step_timeout_s``). They were computed on a scene in motion, so once the motion has ended the
+        result asks for the step again on a new observation (``stale_frame`` + ``retry``)."""
+        ended = self.busy.acquire(timeout=BUSY_WAIT_S)
+        if ended:
+            self.busy.release()
+        message = ("the arm was moving (a step or homing) when these poses came; " +
+                   ("the step is asked again on a new observation" if ended else
+                    f"it was still moving {BUSY_WAIT_S:.0f} s later"))
+        self.publish({**self.failed("stale_frame", message, step_id, stamp_ns), "retry": ended})
 
     # -- the step --------------------------------------------------------------------------------
 
