@@ -123,6 +123,12 @@ def node_argv(executable: str, params: dict, name: str | None = None) -> list:
     return argv
 
 
+def crash_report(output: str, tail: int = 3000) -> str:
+    """The end of a node's output, plus its faulthandler dump whole (the crashing thread comes first)."""
+    start = output.find("Fatal Python error")
+    return output[-tail:] if start < 0 else output[max(0, start - tail):]
+
+
 class NodeProcess:
     """A node started as its console script; output collected; SIGINT stop with exit code."""
 
@@ -130,6 +136,8 @@ class NodeProcess:
         self.executable = executable
         self.argv = node_argv(executable, params or {}, name)
         self.lines: list = []
+        # a crash (e.g. a segfault in a DDS teardown) prints every thread's Python stack into the output
+        env = {**(os.environ if env is None else env), "PYTHONFAULTHANDLER": "1"}
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env=env, cwd=cwd, bufsize=1, preexec_fn=default_sigint)
         self._reader = threading.Thread(target=self._read, daemon=True)

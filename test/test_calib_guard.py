@@ -122,7 +122,7 @@ def real_rig_world(monkeypatch):
         def spin(self):
             pass
 
-        def shutdown(self):
+        def shutdown(self, timeout_sec=None):
             calls.append("executor_shutdown")
 
     class Node:

@@ -22,7 +22,7 @@ def fake_ros(monkeypatch):
         def spin(self):
             pass
 
-        def shutdown(self):
+        def shutdown(self, timeout_sec=None):
             calls.append("executor_shutdown")
 
     class Node:

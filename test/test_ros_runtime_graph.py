@@ -18,7 +18,7 @@ import json
 import time
 
 import pytest
-from ros_runtime import NodeProcess, RclpyHelper
+from ros_runtime import NodeProcess, RclpyHelper, crash_report
 
 from sim2real.ros.launch_plan import deploy_plan
 
@@ -111,7 +111,7 @@ def _start(specs, repo_root):
 def _stop(procs):
     codes = {name: proc.interrupt(timeout=10.0) for name, proc in procs.items()}
     for name, (code, _) in codes.items():
-        assert code == 0, f"{name} exit {code}\n{procs[name].output[-3000:]}"
+        assert code == 0, f"{name} exit {code}\n{crash_report(procs[name].output)}"
         assert "Traceback" not in procs[name].output, procs[name].output[-3000:]
 
 

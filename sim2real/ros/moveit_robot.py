@@ -234,8 +234,10 @@ def connect_moveit_robot(config: RobotConfig, T_base_workspace=None, node_name: 
             if robot is not None:
                 robot.stop()
         finally:
-            executor.shutdown()
-            node.destroy_node()
+            from sim2real.ros.spinning import stop_spinning
+
+            if stop_spinning(executor, spinner):
+                node.destroy_node()  # (still spinning: left to the process exit rather than crash it)
             rclpy.try_shutdown()
 
     try:

@@ -116,8 +116,10 @@ class TwinLink:
         return reply.get("result")
 
     def close(self) -> None:
-        self._executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
+        from sim2real.ros.spinning import stop_spinning
+
+        if stop_spinning(self._executor, self._thread, timeout_s=2.0):
+            self.node.destroy_node()  # (still spinning: left to the process exit rather than crash it)
 
 
 def _pose_args(pose) -> dict:

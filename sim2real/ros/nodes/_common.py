@@ -1,8 +1,9 @@
 """Shared plumbing of the nodes: the main() loop, clock helpers, logging of core errors."""
 from __future__ import annotations
 
+import os
 import sys
-from typing import Callable
+from typing import Callable, NoReturn
 
 from sim2real.errors import Sim2RealError
 
@@ -17,10 +18,12 @@ def now_s(node) -> float:
 def spin_node(make_node: Callable, args=None, name: str = "sim2real") -> int:
     """Init rclpy, build the node, spin it in a MultiThreadedExecutor, always clean up.
 
-    Returns the process exit code: 0 normally, 2 on a sim2real error (bad config / parameter),
-    with one clear line on stderr, or 2 when ROS 2 is not installed / sourced.
+    Returns the process exit code: 2 on a sim2real error (bad config / parameter), with one clear
+    line on stderr, or when ROS 2 is not installed / sourced. Once a node was built, the process
+    ends here (exit 0 after Ctrl-C) through :func:`exit_without_dds_teardown`.
     """
     from sim2real.ros import RosNotAvailableError, require_ros
+    from sim2real.ros.spinning import stop_spinning
 
     try:
         rclpy = require_ros("rclpy", f"the {name} node")
@@ -30,6 +33,7 @@ def spin_node(make_node: Callable, args=None, name: str = "sim2real") -> int:
         return EXIT_BAD_INPUT
     rclpy.init(args=args)
     node = executor = None
+    code = 0
     try:
         node = make_node()
         executor = executors.MultiThreadedExecutor()
@@ -39,17 +43,36 @@ def spin_node(make_node: Callable, args=None, name: str = "sim2real") -> int:
         pass
     except Sim2RealError as e:
         print(f"{name}: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        code = EXIT_BAD_INPUT
     finally:
         if executor is not None:
-            executor.shutdown(timeout_sec=5.0)  # callbacks still running finish before the devices close
-        if node is not None:
-            shutdown = getattr(node, "shutdown", None)
-            if shutdown is not None:
-                shutdown()  # stops the arm / closes the camera before the node goes away
-            node.destroy_node()
+            executor.shutdown(timeout_sec=0)  # no new callbacks
+        shutdown = getattr(node, "shutdown", None)
+        if shutdown is not None:
+            shutdown()  # stops the arm / closes the camera now (thread-safe), which ends a running motion callback
+        # a callback still running finishes first (its step result, its log line)
+        if executor is not None and not stop_spinning(executor, timeout_s=5.0):
+            print(f"{name}: a callback was still running 5 s after the stop", file=sys.stderr)
         rclpy.try_shutdown()
-    return 0
+    if node is not None:
+        exit_without_dds_teardown(code)
+    return code
+
+
+def exit_without_dds_teardown(code: int) -> NoReturn:
+    """End this node process with ``code`` now, after its own cleanup (arm stopped, files closed).
+
+    Destroying the node's entities (``destroy_node``, or the interpreter's exit doing it) races
+    with Fast DDS's own threads while peers leave the graph and can crash the process
+    (rmw_fastrtps#761; a trials node stopped by Ctrl-C exited -11 in CI): the process then dies
+    with SIGSEGV instead of its exit code. Its peers drop it when its DDS lease expires.
+    """
+    import ctypes
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    ctypes.CDLL(None).fflush(None)  # the C streams too (rcutils' log lines when they are buffered)
+    os._exit(code)
 
 
 def load_workspace(calibration_path: str):
