@@ -3,8 +3,8 @@
 rclpy 7.1.6 (Jazzy) ``Executor.shutdown(timeout_sec)`` promises to wait for the callbacks that
 are running, but it tests the shut-down flag it has just set and returns at once. Destroying a
 node while one of its callbacks runs, or while another thread still spins it, can crash the
-process (ros2/rclpy#663): a node stopped by Ctrl-C then exits with a segfault instead of 0.
-:func:`stop_spinning` does the waiting itself; call it before ``destroy_node``.
+process (ros2/rclpy#663). :func:`stop_spinning` does the waiting itself; call it before
+``destroy_node`` (or, in a node process, before :func:`~sim2real.ros.nodes._common.exit_without_dds_teardown`).
 """
 from __future__ import annotations
 
