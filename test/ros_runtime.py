@@ -211,6 +211,9 @@ class RclpyHelper:
             self.executor.spin()
         except ExternalShutdownException:
             pass
+        except Exception:  # noqa: BLE001 - RCLError: close() shut the context down while spin() built a wait set
+            if self.context.ok():
+                raise
 
     def collect(self, msg_type, topic: str, qos=10) -> list:
         out: list = []
