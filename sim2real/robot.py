@@ -11,7 +11,8 @@ Implementations: :class:`sim2real.twin.robot.TwinRobot` (PyBullet, IK + position
 Stopping: ``stop()`` is thread-safe. Called from another thread (the operator console, a ROS
 service, a signal handler) while ``move_to`` or ``home`` is running, it interrupts that motion,
 which then raises :class:`~sim2real.errors.MotionStopped`. Called with no motion running it
-holds the arm still; it does not latch (the next command moves again).
+holds the arm still; it does not latch (the next command moves again). An operator's stop goes
+through :class:`StopLatch`, which does: nothing moves again until the next job starts.
 """
 from __future__ import annotations
 
@@ -183,3 +184,62 @@ class DryRunRobot:
             self._stop_gen += 1
             self.stopped += 1
             self.commands.append({"cmd": "stop"})
+
+
+class StopLatch:
+    """A RobotPort whose operator stop holds until the next job (a step, a homing, a trial) starts.
+
+    ``robot.stop()`` interrupts the motion that is running; a stop that comes between two
+    commands (while the tool switches, between a step and its homing) would let the next one
+    start. After :meth:`trip` every motion and tool command raises MotionStopped, so nothing
+    moves and nothing held is released, until :meth:`reset` opens the latch for the next job.
+    ``stop()`` stays the routine stop that callers make in a ``finally``: it does not trip.
+    Every other attribute (``tool``, ``reachable``, a dry-run robot's ``commands``) is the
+    wrapped robot's.
+    """
+
+    def __init__(self, robot: RobotPort):
+        self.robot = robot
+        self._tripped = threading.Event()
+
+    @property
+    def tripped(self) -> bool:
+        return self._tripped.is_set()
+
+    def trip(self) -> None:
+        """The operator's stop: stop now, and refuse every command until :meth:`reset` (thread-safe)."""
+        self._tripped.set()
+        self.robot.stop()
+
+    def reset(self) -> None:
+        """A new job starts (call it before the job's first command, after the job was accepted)."""
+        self._tripped.clear()
+
+    def _refuse_if_tripped(self, what: str) -> None:
+        if self._tripped.is_set():
+            raise MotionStopped(f"{what} refused: the operator stopped the arm; it holds until the next step starts")
+
+    def move_to(self, pose, speed: float, linear: bool = False) -> None:
+        self._refuse_if_tripped("move_to")
+        self.robot.move_to(pose, speed, linear=linear)
+
+    def home(self, speed: float = HOME_SPEED) -> None:
+        self._refuse_if_tripped("home")
+        self.robot.home(speed)
+
+    def set_suction(self, on: bool) -> None:
+        self._refuse_if_tripped("set_suction")
+        self.robot.set_suction(on)
+
+    def set_gripper(self, closed: bool) -> None:
+        self._refuse_if_tripped("set_gripper")
+        self.robot.set_gripper(closed)
+
+    def state(self):
+        return self.robot.state()
+
+    def stop(self) -> None:
+        self.robot.stop()
+
+    def __getattr__(self, name: str):
+        return getattr(self.robot, name)

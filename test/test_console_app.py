@@ -327,6 +327,33 @@ def test_stop_while_the_step_re_observes_means_the_arm_never_starts(console):
     assert [c for c in station.robot.commands if c["cmd"] == "move_to"] == []
 
 
+def test_stop_between_two_motions_of_a_step_holds_the_arm_there(console):
+    """STOP pressed while no motion runs (here: as the tool engages) still ends the step: no lift, no
+    transit, no homing, nothing released; the next confirmed step moves again."""
+    station, url = console
+    take(url)
+    http(url + "api/demo/goal", "POST", {"goal": "anything"}, HA)
+    seq = state(url)["frame"]["seq"]
+    click(url, box_pixel(0), seq)
+    click(url, box_pixel(3), seq)
+    inner = station.robot.robot
+    engage = inner.set_suction
+
+    def engage_then_stop(on):
+        engage(on)
+        if on:
+            inner.set_suction = engage
+            station.stop()  # what the STOP request does, between the descent and the lift
+
+    inner.set_suction = engage_then_stop
+    status, body = http(url + "api/demo/confirm", "POST", {}, HA)
+    assert status == 409 and body["type"] == "MotionStopped"
+    cmds = [c["cmd"] for c in inner.commands]
+    after = cmds[cmds.index("set_suction"):]
+    assert "move_to" not in after and "home" not in after and inner.state().suction is True
+    assert station.robot.tripped
+
+
 def test_run_console_stop_replies_before_it_interrupts_the_run(tmp_path):
     """`sim2real run --operator console`: STOP ends the campaign at once, and interrupts the run (which
     ends the process, page server included) only after the reply is sent, so the tab sees its 200."""

@@ -232,3 +232,29 @@ def test_go_home_names_a_robot_without_home():
 
     with pytest.raises(HardwareError, match="Legacy has no home"):
         go_home(Legacy(), ENV, clearance=0.15)
+
+
+def test_a_tripped_stop_latch_refuses_every_command_until_reset():
+    """StopLatch: the operator's stop holds between motions; the routine stop() of a finally does not."""
+    from sim2real.robot import StopLatch
+
+    inner = DryRunRobot()
+    robot = StopLatch(inner)
+    plan = plan_pick_place(((0.5, 0.0, 0.04), Q0), ((0.4, 0.0, 0.0), Q0), MotionConfig(), 0.04)
+    execute_plan(robot, plan)  # its finally stop() is routine: the next plan runs
+    execute_plan(robot, plan)
+    assert [c["cmd"] for c in inner.commands].count("move_to") == 12 and not robot.tripped
+    n = len(inner.commands)
+    robot.trip()
+    assert robot.tripped and inner.commands[n:] == [{"cmd": "stop"}]
+    for command in (lambda: robot.move_to(((0.5, 0.0, 0.2), Q0), 0.1), robot.home, lambda: robot.set_suction(False),
+                    lambda: robot.set_gripper(False)):
+        with pytest.raises(MotionStopped, match="operator stopped"):
+            command()
+    with pytest.raises(MotionStopped):
+        execute_plan(robot, plan)
+    assert all(c["cmd"] == "stop" for c in inner.commands[n:])  # nothing moved, nothing released
+    assert robot.commands is inner.commands and robot.tool == inner.tool  # the rest is the wrapped robot's
+    robot.reset()
+    robot.move_to(((0.5, 0.0, 0.2), Q0), 0.1)
+    assert inner.commands[-1]["cmd"] == "move_to"

@@ -185,6 +185,40 @@ def test_stop_service_rejects_a_pending_confirmation(ros):
     assert not any(c["cmd"] == "move_to" for c in robot.commands)
 
 
+class StopBetweenMotions(DryRunRobot):
+    """Calls ``on_grasp`` when the tool engages (between the pick's descent and its lift): an operator
+    stop that comes while no motion is running."""
+
+    on_grasp = None
+
+    def set_suction(self, on):
+        super().set_suction(on)
+        if on and self.on_grasp is not None:
+            self.on_grasp()
+
+
+def test_a_stop_between_two_motions_holds_until_the_next_step(ros):
+    from sim2real.ros.nodes import executor
+
+    ros_fakes.Node.overrides = {"mode": "auto", "go_home": False}
+    robot = StopBetweenMotions()
+    node = executor.make_node(robot=FrameRobot(robot))
+    trigger = ros_fakes.sys.modules["std_srvs.srv"].Trigger
+    robot.on_grasp = lambda: node.call("/executor/stop", trigger.Request())
+    node.deliver(POSES_TOPIC, poses_msg(ros, step_id="s1"))
+    assert wait_for(lambda: results(node))
+    (result,) = results(node)
+    assert result["reason"] == "operator_stop" and result["step_id"] == "s1" and "homed" not in result
+    cmds = [c["cmd"] for c in robot.commands]
+    grasp = cmds.index("set_suction")
+    assert "move_to" not in cmds[grasp:] and "home" not in cmds[grasp:]  # no lift, no transit, no homing
+    assert robot.state().suction is True  # and nothing held was released
+    robot.on_grasp = None
+    node.deliver(POSES_TOPIC, poses_msg(ros, step_id="s2"))  # the next step starts the arm again
+    assert wait_for(lambda: len(results(node)) == 2)
+    assert results(node)[1]["ok"] and results(node)[1]["executed"] and results(node)[1]["step_id"] == "s2"
+
+
 # ------------------------------------------------------------------------------------------ stale plans
 
 

@@ -273,7 +273,7 @@ def test_executor_dry_run_plans_shows_and_never_moves(ros):
     assert result["reason"] == "dry_run" and result["goal"] == "build a wheel" and not result["executed"]
     (planned,) = node.published(PLANNED_POSES_TOPIC)
     assert len(planned.poses) == 6 and planned.header.frame_id == "base_link"
-    robot = node.stage.robot.robot
+    robot = node.stage.robot.robot.robot  # StopLatch -> FrameRobot -> DryRunRobot
     assert [c["cmd"] for c in robot.commands] == []
 
 

@@ -132,6 +132,7 @@ class CampaignRunner:
             st._capture()
 
         t0 = time.monotonic()
+        st.robot.reset()  # a new trial: a STOP before it does not carry over (one during it holds)
         try:
             result = run_episode(st.camera, policy, st.robot, goal, workspace=st.workspace, envelope=st.envelope,
                                  max_steps=budget, motion=st.motion, success_check=check, on_step=step_cb,

@@ -32,6 +32,7 @@ from sim2real.console.demo_buffer import DemoEpisode
 from sim2real.console.proposal import Proposal, approved_plan, plans_agree, propose, propose_action
 from sim2real.errors import InputError, MotionStopped, SafetyError, Sim2RealError
 from sim2real.heightmap import EmptyHeightmapWarning, project_frames
+from sim2real.robot import StopLatch
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,8 @@ class Station:
     def _attach(self) -> None:
         rig = self._connect()
         self.rig = rig
-        self.camera, self.robot, self.workspace = rig.camera, rig.robot, rig.workspace
+        # STOP holds until the next step starts, between two motions of a step too
+        self.camera, self.robot, self.workspace = rig.camera, StopLatch(rig.robot), rig.workspace
         self.envelope, self.motion = rig.envelope.with_workspace(rig.workspace), rig.motion
         self.reachable, self.twin = rig.reachable, rig.twin
 
@@ -350,6 +352,7 @@ class Station:
         from sim2real.motion import execute_plan
 
         t0 = time.monotonic()
+        self.robot.reset()  # (a STOP from here on trips it; one before shows in the generation)
         if generation != self._stop_generation:
             raise MotionStopped("stopped before the motion started; confirm again")
         snap = self._capture()  # re-observe: the action is computed on what the camera sees now
@@ -504,7 +507,7 @@ class Station:
             if item != "capture":
                 item[1].cancel()
                 dropped.append(item[2])
-        self.robot.stop()
+        self.robot.trip()
         self._say("warning", "STOP pressed: the arm was stopped" + (f" ({len(dropped)} queued job(s) dropped)"
                                                                      if dropped else ""))
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import threading
 
 from sim2real.errors import Sim2RealError
+from sim2real.robot import StopLatch
 from sim2real.ros.nodes._common import load_workspace, now_s, spin_node
 from sim2real.ros.params import declare
 
@@ -102,7 +103,8 @@ class ExecutorStage:
         # services run in their own reentrant group: ~/stop and ~/confirm are answered while a
         # step (in its worker thread) blocks in MoveIt's execute()
         self.reentrant = ReentrantCallbackGroup()
-        self.robot = robot if robot is not None else self._make_robot()
+        # an operator stop (~/stop, shutdown) holds until the next step or homing starts
+        self.robot = StopLatch(robot if robot is not None else self._make_robot())
         self.confirmation = Confirmation()
         self.busy = threading.Lock()  # THE motion lock: steps, ~/home and the start-up homing
         self.goal, self.t_goal = "", 0.0
@@ -212,6 +214,7 @@ class ExecutorStage:
             self.log.warning("a step or a homing move is still running; these poses are not executed")
             threading.Thread(target=self._answer_while_busy, args=(step_id, stamp_ns), daemon=True).start()
             return False
+        self.robot.reset()
         threading.Thread(target=self._run_step, args=(action, goal, t_goal, height, stamp_s, step_id, stamp_ns),
                          daemon=True).start()
         return True
@@ -322,7 +325,7 @@ class ExecutorStage:
         """Stop the current trajectory now (MoveIt's trajectory execution manager) and reject any
         pending confirmation; the running step ends with ``operator_stop``."""
         self.confirmation.answer(False)
-        self.robot.stop()
+        self.robot.trip()
         self.log.warning("STOP requested: the current trajectory is stopped; the arm holds where it is")
         response.success, response.message = True, "stopped"
         return response
@@ -330,6 +333,7 @@ class ExecutorStage:
     def _home_at_start(self) -> None:
         """Start-up homing: takes the motion lock; in confirm mode only after a confirmation."""
         with self.busy:
+            self.robot.reset()
             if self.p["mode"] == "confirm":
                 answer = self._confirm(self.p["confirm_timeout_s"], what="start-up move to the home joints")
                 if answer is not True:
@@ -356,6 +360,7 @@ class ExecutorStage:
         if not self.busy.acquire(blocking=False):
             raise Sim2RealError("a step or another homing move is running; try again when it has finished")
         try:
+            self.robot.reset()
             self._go_home_locked()
         finally:
             self.busy.release()
@@ -372,9 +377,9 @@ class ExecutorStage:
         return response
 
     def shutdown(self) -> None:
-        """Stop the arm (called before the node is destroyed)."""
+        """Stop the arm for good (called when the node stops)."""
         self.confirmation.answer(False)
-        self.robot.stop()
+        self.robot.trip()
 
 
 def make_node(overrides=None, robot=None):
