@@ -40,6 +40,15 @@ def take(url, client=A):
     return http(url + "api/control/acquire", "POST", {"client": client})
 
 
+def draft_a_step(url):
+    """Take control, set a goal and click a pick (box 0) and a place (box 3) on the current frame."""
+    take(url)
+    http(url + "api/demo/goal", "POST", {"goal": "anything"}, HA)
+    seq = state(url)["frame"]["seq"]
+    click(url, box_pixel(0), seq)
+    click(url, box_pixel(3), seq)
+
+
 def test_two_clicked_steps_become_a_demo_episode_through_the_robot(console, tmp_path):
     from sim2real.demos.dataset import DemoDataset
 
@@ -79,11 +88,7 @@ def test_two_clicked_steps_become_a_demo_episode_through_the_robot(console, tmp_
 
 def test_undo_removes_the_last_step_and_discard_forgets_the_episode(console):
     station, url = console
-    take(url)
-    http(url + "api/demo/goal", "POST", {"goal": "anything"}, HA)
-    seq = state(url)["frame"]["seq"]
-    click(url, box_pixel(0), seq)
-    click(url, box_pixel(3), seq)
+    draft_a_step(url)
     assert http(url + "api/demo/confirm", "POST", {}, HA)[0] == 200
     assert http(url + "api/demo/undo", "POST", {}, HA)[0] == 200
     assert state(url)["demo"]["n_steps"] == 0
@@ -156,11 +161,7 @@ def test_only_the_tab_holding_control_acts_and_any_tab_may_stop(console):
 @pytest.mark.parametrize("console", [{"move_duration_s": 0.4}], indirect=True)
 def test_stop_interrupts_a_running_step_which_is_then_not_recorded(console):
     station, url = console
-    take(url)
-    http(url + "api/demo/goal", "POST", {"goal": "anything"}, HA)
-    seq = state(url)["frame"]["seq"]
-    click(url, box_pixel(0), seq)
-    click(url, box_pixel(3), seq)
+    draft_a_step(url)
     out = {}
     t = threading.Thread(target=lambda: out.update(r=http(url + "api/demo/confirm", "POST", {}, HA)))
     t.start()
@@ -302,11 +303,7 @@ def test_a_loaded_policys_suggestion_fills_the_draft_and_its_affordances_are_ser
 
 def test_stop_while_the_step_re_observes_means_the_arm_never_starts(console):
     station, url = console
-    take(url)
-    http(url + "api/demo/goal", "POST", {"goal": "anything"}, HA)
-    seq = state(url)["frame"]["seq"]
-    click(url, box_pixel(0), seq)
-    click(url, box_pixel(3), seq)
+    draft_a_step(url)
     read = station.camera.read
     in_capture = threading.Event()
 
@@ -331,11 +328,7 @@ def test_stop_between_two_motions_of_a_step_holds_the_arm_there(console):
     """STOP pressed while no motion runs (here: as the tool engages) still ends the step: no lift, no
     transit, no homing, nothing released; the next confirmed step moves again."""
     station, url = console
-    take(url)
-    http(url + "api/demo/goal", "POST", {"goal": "anything"}, HA)
-    seq = state(url)["frame"]["seq"]
-    click(url, box_pixel(0), seq)
-    click(url, box_pixel(3), seq)
+    draft_a_step(url)
     inner = station.robot.robot
     engage = inner.set_suction
 
